@@ -1,0 +1,825 @@
+//! The execution engine: one run's network and workspace volume, and one stage at a time in a
+//! hardened container (with its services beside it). `moat run`, the embedded runner of
+//! `moat up` and remote runners all execute stages through [`Engine::run_stage`].
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HealthStatusEnum, HostConfig, HostConfigLogConfig,
+    Mount, MountType, NetworkCreateRequest, NetworkingConfig, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use moat_pipelines::{PlannedStage, Service, StageKind};
+use tokio_util::sync::CancellationToken;
+
+use crate::docker::{self, Owner, ensure_image, is_not_found, labels, server_message};
+use crate::error::EngineError;
+use crate::logs::{LineSplitter, StreamKind, fmt_duration, fmt_size};
+
+/// Where the workspace volume is mounted in every stage container.
+pub const WORKSPACE: &str = "/workspace";
+
+/// Capabilities stage and service containers keep; everything else is dropped. This is enough
+/// for package managers (which switch users and fix ownership) but excludes raw sockets, mknod,
+/// chroot, audit and capability juggling.
+pub const KEPT_CAPABILITIES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "NET_BIND_SERVICE",
+];
+
+/// Limits and defaults applied when a stage does not say otherwise.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub default_memory: u64,
+    pub default_cpus: f64,
+    pub default_pids: u64,
+    pub default_timeout: Duration,
+    pub default_no_output_timeout: Duration,
+    /// Bytes of output kept per stage; the rest is discarded with a notice.
+    pub log_limit: usize,
+    pub max_line: usize,
+    /// How long a service may take to become healthy or to open its exposed ports.
+    pub service_ready_timeout: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            default_memory: 2 << 30,
+            default_cpus: 2.0,
+            default_pids: 1024,
+            default_timeout: Duration::from_secs(60 * 60),
+            default_no_output_timeout: Duration::from_secs(15 * 60),
+            log_limit: 16 << 20,
+            max_line: 64 << 10,
+            service_ready_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How a stage ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StageStatus {
+    Passed,
+    Failed,
+    /// Not run: a stage it needs did not pass, `when:` excluded it, or it was not selected.
+    Skipped,
+    Cancelled,
+}
+
+impl StageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageStatus::Passed => "passed",
+            StageStatus::Failed => "failed",
+            StageStatus::Skipped => "skipped",
+            StageStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageResult {
+    pub status: StageStatus,
+    pub exit_code: Option<i64>,
+    /// Why it failed or was skipped, in words for the user.
+    pub reason: Option<String>,
+    pub duration: Duration,
+}
+
+impl StageResult {
+    pub fn skipped(reason: impl Into<String>) -> Self {
+        StageResult {
+            status: StageStatus::Skipped,
+            exit_code: None,
+            reason: Some(reason.into()),
+            duration: Duration::ZERO,
+        }
+    }
+}
+
+/// Receives what happens during a run. Called from the engine's tasks; keep it quick.
+pub trait Observer: Send + Sync {
+    fn stage_started(&self, _stage: &PlannedStage) {}
+    fn log_line(&self, stage: &PlannedStage, stream: StreamKind, line: &str);
+    fn stage_finished(&self, _stage: &PlannedStage, _result: &StageResult) {}
+}
+
+/// The Docker resources of one run: its network and its workspace volume.
+#[derive(Debug, Clone)]
+pub struct RunHandle {
+    pub run_id: String,
+    pub network: String,
+    pub volume: String,
+}
+
+pub struct Engine {
+    docker: Docker,
+    config: EngineConfig,
+    owner: Owner,
+}
+
+/// Single-quotes a string for `sh`, so a command can be echoed verbatim before it runs.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The script a stage runs: each command echoed with `+ ` and then executed, stopping at the
+/// first failure. It runs inside the container only; nothing is interpreted on the host.
+pub fn stage_script(commands: &[String]) -> String {
+    let mut script = String::from("set -e\n");
+    for c in commands {
+        script.push_str("printf '+ %s\\n' ");
+        script.push_str(&sh_quote(c));
+        script.push('\n');
+        script.push_str(c);
+        script.push('\n');
+    }
+    script
+}
+
+enum Ending {
+    Exited(i64),
+    Cancelled,
+    TimedOut(Duration),
+    Silent(Duration),
+}
+
+impl Engine {
+    pub fn new(docker: Docker, config: EngineConfig) -> Self {
+        Engine {
+            docker,
+            config,
+            owner: Owner::current(),
+        }
+    }
+
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn owner(&self) -> &Owner {
+        &self.owner
+    }
+
+    /// Creates the run's network and workspace volume and fills the volume with `workspace`
+    /// (a tar archive). `seed_image` is any image present locally; a container of it is created,
+    /// never started, only to receive the archive.
+    pub async fn prepare_run(
+        &self,
+        run_id: &str,
+        seed_image: &str,
+        workspace: Vec<u8>,
+    ) -> Result<RunHandle, EngineError> {
+        let handle = RunHandle {
+            run_id: run_id.to_string(),
+            network: format!("moat-{run_id}"),
+            volume: format!("moat-{run_id}-workspace"),
+        };
+        let l = labels(&self.owner, run_id, None);
+        self.docker
+            .create_network(NetworkCreateRequest {
+                name: handle.network.clone(),
+                driver: Some("bridge".to_string()),
+                labels: Some(l.clone()),
+                ..Default::default()
+            })
+            .await?;
+        self.docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(handle.volume.clone()),
+                labels: Some(l.clone()),
+                ..Default::default()
+            })
+            .await?;
+        ensure_image(&self.docker, seed_image).await?;
+        let seed_name = format!("moat-{run_id}-seed");
+        let seed = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::default().name(&seed_name).build()),
+                ContainerCreateBody {
+                    image: Some(seed_image.to_string()),
+                    entrypoint: Some(vec!["/bin/true".to_string()]),
+                    labels: Some(l),
+                    network_disabled: Some(true),
+                    host_config: Some(HostConfig {
+                        network_mode: Some("none".to_string()),
+                        mounts: Some(vec![self.workspace_mount(&handle)]),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let upload = self
+            .docker
+            .upload_to_container(
+                &seed.id,
+                Some(
+                    UploadToContainerOptionsBuilder::default()
+                        .path(WORKSPACE)
+                        .build(),
+                ),
+                bollard::body_full(workspace.into()),
+            )
+            .await;
+        self.remove_container(&seed.id).await;
+        upload.map_err(|e| {
+            EngineError::Workspace(format!(
+                "cannot copy the workspace into the run's volume: {}",
+                server_message(&e)
+            ))
+        })?;
+        Ok(handle)
+    }
+
+    /// Removes everything of the run: containers (of any stage), its network and its volume.
+    pub async fn finish_run(&self, run_id: &str) -> Result<usize, EngineError> {
+        docker::remove_labelled(&self.docker, &format!("{}={run_id}", docker::LABEL_RUN)).await
+    }
+
+    fn workspace_mount(&self, run: &RunHandle) -> Mount {
+        Mount {
+            target: Some(WORKSPACE.to_string()),
+            source: Some(run.volume.clone()),
+            typ: Some(MountType::VOLUME),
+            ..Default::default()
+        }
+    }
+
+    fn hardened_host_config(&self, run: &RunHandle, stage: &PlannedStage) -> HostConfig {
+        let r = stage.resources;
+        let memory = r.memory.unwrap_or(self.config.default_memory) as i64;
+        let cpus = r.cpus.unwrap_or(self.config.default_cpus);
+        let mut mounts = vec![self.workspace_mount(run)];
+        // Host paths reach this point only when the administrator's policy allowed them at
+        // validation.
+        for m in &stage.mounts {
+            mounts.push(Mount {
+                target: Some(m.target.clone()),
+                source: Some(m.source.clone()),
+                typ: Some(MountType::BIND),
+                read_only: Some(m.read_only),
+                ..Default::default()
+            });
+        }
+        HostConfig {
+            network_mode: Some(run.network.clone()),
+            mounts: Some(mounts),
+            privileged: Some(stage.privileged),
+            cap_drop: Some(vec!["ALL".to_string()]),
+            cap_add: (!stage.privileged).then(|| {
+                KEPT_CAPABILITIES
+                    .iter()
+                    .map(|c| (*c).to_string())
+                    .collect()
+            }),
+            security_opt: Some(vec!["no-new-privileges".to_string()]),
+            memory: Some(memory),
+            memory_swap: Some(memory),
+            nano_cpus: Some((cpus * 1e9) as i64),
+            pids_limit: Some(r.pids.unwrap_or(self.config.default_pids) as i64),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".to_string()),
+                config: Some(HashMap::from([
+                    ("max-size".to_string(), "32m".to_string()),
+                    ("max-file".to_string(), "1".to_string()),
+                ])),
+            }),
+            ..Default::default()
+        }
+    }
+
+    async fn remove_container(&self, id: &str) {
+        let opts = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match self.docker.remove_container(id, Some(opts)).await {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => tracing::warn!(container.id = %id, error = %e, "could not remove container"),
+        }
+    }
+
+    /// Runs one stage to its end and reports how it ended. Never panics on engine errors: they
+    /// become a failed result with the reason.
+    pub async fn run_stage(
+        &self,
+        run: &RunHandle,
+        stage: &PlannedStage,
+        observer: &dyn Observer,
+        cancel: &CancellationToken,
+    ) -> StageResult {
+        let started = Instant::now();
+        observer.stage_started(stage);
+        let (status, exit_code, reason) = match self.run_stage_inner(run, stage, observer, cancel).await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = e.to_string();
+                observer.log_line(stage, StreamKind::System, &msg);
+                (StageStatus::Failed, None, Some(msg))
+            }
+        };
+        let result = StageResult {
+            status,
+            exit_code,
+            reason,
+            duration: started.elapsed(),
+        };
+        tracing::info!(
+            run.id = %run.run_id,
+            stage.name = %stage.name,
+            stage.status = status.as_str(),
+            duration_ms = result.duration.as_millis() as u64,
+            "stage finished"
+        );
+        observer.stage_finished(stage, &result);
+        result
+    }
+
+    async fn run_stage_inner(
+        &self,
+        run: &RunHandle,
+        stage: &PlannedStage,
+        observer: &dyn Observer,
+        cancel: &CancellationToken,
+    ) -> Result<(StageStatus, Option<i64>, Option<String>), EngineError> {
+        if stage.kind != StageKind::Test {
+            let msg = format!(
+                "stage kind {} is not supported yet by this version of Moat",
+                stage.kind
+            );
+            observer.log_line(stage, StreamKind::System, &msg);
+            return Ok((StageStatus::Failed, None, Some(msg)));
+        }
+        let Some(image) = stage.image.as_deref() else {
+            return Ok((
+                StageStatus::Failed,
+                None,
+                Some("the stage has no image".to_string()),
+            ));
+        };
+        ensure_image(&self.docker, image).await?;
+
+        let mut services = Vec::new();
+        let result = async {
+            for svc in &stage.services {
+                if cancel.is_cancelled() {
+                    return Ok((StageStatus::Cancelled, None, Some("cancelled".to_string())));
+                }
+                services.push(self.start_service(run, stage, svc, observer).await?);
+            }
+            self.run_container(run, stage, image, observer, cancel)
+                .await
+        }
+        .await;
+        for id in services {
+            self.remove_container(&id).await;
+        }
+        result
+    }
+
+    /// The create request of a stage container: hardened host settings, the run's network,
+    /// the workspace volume, the stage's script and variables. Public so benchmarks can run
+    /// exactly the same containers through a plain API loop.
+    pub fn stage_container_body(
+        &self,
+        run: &RunHandle,
+        stage: &PlannedStage,
+        image: &str,
+    ) -> ContainerCreateBody {
+        let mut env: Vec<String> = vec!["CI=true".to_string()];
+        env.extend(stage.env.iter().map(|(k, v)| format!("{k}={v}")));
+        let (entrypoint, cmd) = if stage.commands.is_empty() {
+            (None, None)
+        } else {
+            (
+                Some(vec!["/bin/sh".to_string(), "-c".to_string()]),
+                Some(vec![stage_script(&stage.commands)]),
+            )
+        };
+        let hostname: String = stage.name.chars().take(63).collect();
+        ContainerCreateBody {
+            image: Some(image.to_string()),
+            entrypoint,
+            cmd,
+            env: Some(env),
+            working_dir: Some(WORKSPACE.to_string()),
+            hostname: Some(hostname),
+            labels: Some(labels(&self.owner, &run.run_id, Some(&stage.name))),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            host_config: Some(self.hardened_host_config(run, stage)),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    run.network.clone(),
+                    EndpointSettings {
+                        aliases: Some(vec![stage.name.clone()]),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            ..Default::default()
+        }
+    }
+
+    async fn run_container(
+        &self,
+        run: &RunHandle,
+        stage: &PlannedStage,
+        image: &str,
+        observer: &dyn Observer,
+        cancel: &CancellationToken,
+    ) -> Result<(StageStatus, Option<i64>, Option<String>), EngineError> {
+        let name = format!("moat-{}-{}", run.run_id, stage.name);
+        let body = self.stage_container_body(run, stage, image);
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+                body,
+            )
+            .await?;
+        let id = created.id;
+        let outcome = self
+            .supervise(&id, stage, observer, cancel)
+            .await;
+        let oom = match &outcome {
+            Ok(Ending::Exited(_)) => self
+                .docker
+                .inspect_container(&id, None)
+                .await
+                .ok()
+                .and_then(|c| c.state)
+                .and_then(|s| s.oom_killed)
+                .unwrap_or(false),
+            _ => false,
+        };
+        self.remove_container(&id).await;
+        let limit = stage.resources.memory.unwrap_or(self.config.default_memory);
+        let (status, code, reason) = match outcome? {
+            Ending::Exited(code) if oom => (
+                StageStatus::Failed,
+                Some(code),
+                Some(format!("killed: out of memory (limit {})", fmt_size(limit))),
+            ),
+            Ending::Exited(0) => (StageStatus::Passed, Some(0), None),
+            Ending::Exited(code) => (
+                StageStatus::Failed,
+                Some(code),
+                Some(format!("exit code {code}")),
+            ),
+            Ending::Cancelled => (StageStatus::Cancelled, None, Some("cancelled".to_string())),
+            Ending::TimedOut(d) => (
+                StageStatus::Failed,
+                None,
+                Some(format!("timed out after {}", fmt_duration(d))),
+            ),
+            Ending::Silent(d) => (
+                StageStatus::Failed,
+                None,
+                Some(format!("no output for {}; killed", fmt_duration(d))),
+            ),
+        };
+        if let Some(r) = &reason
+            && status != StageStatus::Cancelled
+        {
+            observer.log_line(stage, StreamKind::System, r);
+        }
+        Ok((status, code, reason))
+    }
+
+    /// Starts the container and follows it to its end: streams its output, enforces the
+    /// wall-clock and no-output timeouts, and reacts to cancellation.
+    async fn supervise(
+        &self,
+        id: &str,
+        stage: &PlannedStage,
+        observer: &dyn Observer,
+        cancel: &CancellationToken,
+    ) -> Result<Ending, EngineError> {
+        self.docker.start_container(id, None).await.map_err(|e| {
+            EngineError::Workspace(format!(
+                "the container could not start: {}",
+                server_message(&e)
+            ))
+        })?;
+        let timeout = stage.timeout.unwrap_or(self.config.default_timeout);
+        let silence = stage
+            .no_output_timeout
+            .unwrap_or(self.config.default_no_output_timeout);
+        let mut logs = self.docker.logs(
+            id,
+            Some(
+                LogsOptionsBuilder::default()
+                    .follow(true)
+                    .stdout(true)
+                    .stderr(true)
+                    .build(),
+            ),
+        );
+        let mut wait = Box::pin(self.docker.wait_container(id, None));
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut last_output = tokio::time::Instant::now();
+        let mut sink = LogSink::new(&self.config, stage, observer);
+        let mut logs_open = true;
+        let mut ending: Option<Ending> = None;
+        let exit_code: i64 = loop {
+            let quiet = tokio::time::sleep_until(last_output + silence);
+            tokio::select! {
+                _ = cancel.cancelled(), if ending.is_none() => {
+                    ending = Some(Ending::Cancelled);
+                    self.kill(id).await;
+                }
+                _ = &mut deadline, if ending.is_none() => {
+                    ending = Some(Ending::TimedOut(timeout));
+                    self.kill(id).await;
+                }
+                _ = quiet, if ending.is_none() => {
+                    ending = Some(Ending::Silent(silence));
+                    self.kill(id).await;
+                }
+                item = logs.next(), if logs_open => match item {
+                    Some(Ok(out)) => {
+                        last_output = tokio::time::Instant::now();
+                        sink.push(&out);
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(stage.name = %stage.name, error = %e, "log stream failed");
+                        logs_open = false;
+                    }
+                    None => logs_open = false,
+                },
+                w = wait.next() => break match w {
+                    Some(Ok(r)) => r.status_code,
+                    Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+                    Some(Err(e)) => return Err(e.into()),
+                    None => -1,
+                },
+            }
+        };
+        // The container has stopped: whatever it wrote is in the log stream already.
+        if logs_open {
+            let drain = async {
+                while let Some(Ok(out)) = logs.next().await {
+                    sink.push(&out);
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+        }
+        sink.finish();
+        Ok(ending.unwrap_or(Ending::Exited(exit_code)))
+    }
+
+    async fn kill(&self, id: &str) {
+        let opts = KillContainerOptionsBuilder::default()
+            .signal("SIGKILL")
+            .build();
+        if let Err(e) = self.docker.kill_container(id, Some(opts)).await {
+            // 409: it already stopped on its own; nothing to kill.
+            tracing::debug!(container.id = %id, error = %e, "kill failed");
+        }
+    }
+
+    async fn start_service(
+        &self,
+        run: &RunHandle,
+        stage: &PlannedStage,
+        svc: &Service,
+        observer: &dyn Observer,
+    ) -> Result<String, EngineError> {
+        ensure_image(&self.docker, &svc.image).await?;
+        let name = format!("moat-{}-{}-{}", run.run_id, stage.name, svc.name);
+        let mut host = self.hardened_host_config(run, stage);
+        // A service gets the stage's limits but none of its host mounts or workspace.
+        host.mounts = None;
+        host.privileged = Some(false);
+        host.cap_add = Some(
+            KEPT_CAPABILITIES
+                .iter()
+                .map(|c| (*c).to_string())
+                .collect(),
+        );
+        let body = ContainerCreateBody {
+            image: Some(svc.image.clone()),
+            cmd: (!svc.command.is_empty()).then(|| svc.command.clone()),
+            env: Some(svc.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            hostname: Some(svc.name.clone()),
+            labels: Some(labels(&self.owner, &run.run_id, Some(&stage.name))),
+            host_config: Some(host),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    run.network.clone(),
+                    EndpointSettings {
+                        aliases: Some(vec![svc.name.clone()]),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+                body,
+            )
+            .await?;
+        if let Err(e) = self.docker.start_container(&created.id, None).await {
+            self.remove_container(&created.id).await;
+            return Err(EngineError::Workspace(format!(
+                "service \"{}\" could not start: {}",
+                svc.name,
+                server_message(&e)
+            )));
+        }
+        observer.log_line(
+            stage,
+            StreamKind::System,
+            &format!("service {} started ({})", svc.name, svc.image),
+        );
+        if let Err(e) = self.wait_service_ready(run, &created.id, svc).await {
+            self.remove_container(&created.id).await;
+            return Err(e);
+        }
+        Ok(created.id)
+    }
+
+    /// Waits until a service is usable: healthy when its image has a health check, otherwise
+    /// accepting connections on its exposed TCP ports (as GitLab's runner does). A service that
+    /// exits is an error.
+    async fn wait_service_ready(
+        &self,
+        run: &RunHandle,
+        id: &str,
+        svc: &Service,
+    ) -> Result<(), EngineError> {
+        let deadline = Instant::now() + self.config.service_ready_timeout;
+        let image = self.docker.inspect_image(&svc.image).await?;
+        let config = image.config.unwrap_or_default();
+        let has_health = config
+            .healthcheck
+            .as_ref()
+            .and_then(|h| h.test.as_ref())
+            .is_some_and(|t| t.first().is_some_and(|f| f != "NONE"));
+        let ports: Vec<u16> = config
+            .exposed_ports
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p.strip_suffix("/tcp").and_then(|n| n.parse().ok()))
+            .collect();
+        loop {
+            let info = self.docker.inspect_container(id, None).await?;
+            let state = info.state.unwrap_or_default();
+            if state.running != Some(true) {
+                return Err(EngineError::Workspace(format!(
+                    "service \"{}\" exited with code {} before the stage started",
+                    svc.name,
+                    state.exit_code.unwrap_or(-1)
+                )));
+            }
+            let ready = if has_health {
+                state.health.and_then(|h| h.status) == Some(HealthStatusEnum::HEALTHY)
+            } else if ports.is_empty() {
+                true
+            } else {
+                let ip = info
+                    .network_settings
+                    .and_then(|n| n.networks)
+                    .and_then(|n| n.get(&run.network).cloned())
+                    .and_then(|e| e.ip_address)
+                    .unwrap_or_default();
+                let mut all = !ip.is_empty();
+                for port in &ports {
+                    let addr = format!("{ip}:{port}");
+                    let ok = tokio::time::timeout(
+                        Duration::from_millis(300),
+                        tokio::net::TcpStream::connect(&addr),
+                    )
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+                    all &= ok;
+                }
+                all
+            };
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                // The engine may be remote and the ports unreachable from here; the stage gets
+                // its chance anyway, as the service is running.
+                if has_health {
+                    return Err(EngineError::Workspace(format!(
+                        "service \"{}\" did not become healthy within {}",
+                        svc.name,
+                        fmt_duration(self.config.service_ready_timeout)
+                    )));
+                }
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Splits a stage's output into lines per stream, enforces the log cap, and hands lines on.
+struct LogSink<'a> {
+    stage: &'a PlannedStage,
+    observer: &'a dyn Observer,
+    stdout: LineSplitter,
+    stderr: LineSplitter,
+    written: usize,
+    limit: usize,
+    capped: bool,
+}
+
+impl<'a> LogSink<'a> {
+    fn new(config: &EngineConfig, stage: &'a PlannedStage, observer: &'a dyn Observer) -> Self {
+        LogSink {
+            stage,
+            observer,
+            stdout: LineSplitter::new(config.max_line),
+            stderr: LineSplitter::new(config.max_line),
+            written: 0,
+            limit: config.log_limit,
+            capped: false,
+        }
+    }
+
+    fn push(&mut self, out: &bollard::container::LogOutput) {
+        use bollard::container::LogOutput;
+        let (bytes, kind) = match out {
+            LogOutput::StdErr { message } => (message, StreamKind::Stderr),
+            LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                (message, StreamKind::Stdout)
+            }
+            LogOutput::StdIn { .. } => return,
+        };
+        if self.capped {
+            return;
+        }
+        self.written += bytes.len();
+        let (stage, observer) = (self.stage, self.observer);
+        let emit = |line: &[u8]| observer.log_line(stage, kind, &String::from_utf8_lossy(line));
+        match kind {
+            StreamKind::Stderr => self.stderr.push(bytes, emit),
+            _ => self.stdout.push(bytes, emit),
+        }
+        if self.written > self.limit {
+            self.capped = true;
+            self.observer.log_line(
+                self.stage,
+                StreamKind::System,
+                &format!(
+                    "log limit of {} reached; further output of this stage is discarded",
+                    fmt_size(self.limit as u64)
+                ),
+            );
+        }
+    }
+
+    fn finish(&mut self) {
+        let (stage, observer) = (self.stage, self.observer);
+        self.stdout.finish(|l| {
+            observer.log_line(stage, StreamKind::Stdout, &String::from_utf8_lossy(l))
+        });
+        self.stderr.finish(|l| {
+            observer.log_line(stage, StreamKind::Stderr, &String::from_utf8_lossy(l))
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_echoes_and_quotes() {
+        let s = stage_script(&["echo 'hi' && true".to_string()]);
+        assert_eq!(
+            s,
+            "set -e\nprintf '+ %s\\n' 'echo '\\''hi'\\'' && true'\necho 'hi' && true\n"
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! Moat's runner: executes planned stages in hardened Docker containers through bollard.
+//!
+//! - [`docker`]: the engine connection, labels, cleanup of a run and of leftovers, image pulls.
+//! - [`workspace`]: the source tree of a run as a tar archive, from a git checkout.
+//! - [`engine`]: one run's network and volume, and one stage (with services) at a time.
+//! - [`local`]: a whole plan as a DAG on one engine (used by `moat run`).
+//! - [`logs`]: output chunks to capped lines; duration and size formatting.
+
+pub mod docker;
+pub mod engine;
+pub mod error;
+pub mod local;
+pub mod logs;
+pub mod workspace;
+
+pub use engine::{Engine, EngineConfig, Observer, RunHandle, StageResult, StageStatus};
+pub use error::EngineError;
+pub use local::{RunReport, RunStatus, execute, new_run_id};
+pub use logs::StreamKind;

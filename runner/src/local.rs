@@ -1,0 +1,220 @@
+//! Executes a whole plan on one engine: stages in DAG order, independent ones in parallel up to
+//! a limit, a failed stage skipping everything that needs it, and every Docker resource of the
+//! run removed at the end — also when the run is cancelled.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moat_pipelines::Plan;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Engine, Observer, StageResult, StageStatus};
+use crate::error::EngineError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Passed,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Passed => "passed",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub run_id: String,
+    pub status: RunStatus,
+    /// One result per stage of the plan, in plan order.
+    pub stages: Vec<(String, StageResult)>,
+    pub duration: Duration,
+}
+
+/// Random run id: short, lower-case, valid in Docker resource names.
+pub fn new_run_id() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..12)
+        .map(|_| {
+            let n: u8 = rng.random_range(0..36);
+            (if n < 10 { b'0' + n } else { b'a' + n - 10 }) as char
+        })
+        .collect()
+}
+
+/// Runs `plan` with `workspace` (a tar archive) as the shared workspace.
+pub async fn execute(
+    engine: Arc<Engine>,
+    plan: &Plan,
+    run_id: &str,
+    workspace: Vec<u8>,
+    parallel: usize,
+    observer: Arc<dyn Observer>,
+    cancel: CancellationToken,
+) -> Result<RunReport, EngineError> {
+    let started = Instant::now();
+    let n = plan.stages.len();
+    let mut results: Vec<Option<StageResult>> = vec![None; n];
+    for s in &plan.stages {
+        if let Some(reason) = &s.skip {
+            let r = StageResult::skipped(reason.clone());
+            observer.stage_finished(s, &r);
+            results[s.index] = Some(r);
+        }
+    }
+    let Some(seed) = plan
+        .stages
+        .iter()
+        .filter(|s| s.skip.is_none())
+        .find_map(|s| s.image.clone())
+    else {
+        // Nothing runs in a container: no Docker resources are needed at all.
+        return Ok(finish(run_id, plan, results, started, &cancel, &*observer));
+    };
+
+    let prepared = tokio::select! {
+        r = engine.prepare_run(run_id, &seed, workspace) => r,
+        _ = cancel.cancelled() => Err(EngineError::Workspace("cancelled".to_string())),
+    };
+    let handle = match prepared {
+        Ok(h) => Arc::new(h),
+        Err(e) => {
+            let _ = engine.finish_run(run_id).await;
+            return Err(e);
+        }
+    };
+
+    let parallel = parallel.max(1);
+    let mut running: JoinSet<(usize, StageResult)> = JoinSet::new();
+    let mut started_flags = vec![false; n];
+    loop {
+        // Decide every stage whose needs are all decided.
+        let mut progressed = true;
+        while progressed {
+            progressed = false;
+            for s in &plan.stages {
+                if results[s.index].is_some() || started_flags[s.index] {
+                    continue;
+                }
+                let needs: Vec<&StageResult> = s
+                    .needs
+                    .iter()
+                    .filter_map(|&i| results[i].as_ref())
+                    .collect();
+                if needs.len() < s.needs.len() {
+                    continue;
+                }
+                // A need excluded by `when:` counts as satisfied; a failed, cancelled or skipped
+                // (because of a failure) need blocks.
+                let blocking = s.needs.iter().find(|&&i| {
+                    let r = results[i].as_ref().expect("decided");
+                    match r.status {
+                        StageStatus::Passed => false,
+                        StageStatus::Skipped => plan.stages[i].skip.is_none(),
+                        _ => true,
+                    }
+                });
+                if let Some(&i) = blocking {
+                    let r = StageResult::skipped(format!(
+                        "needs {}, which {}",
+                        plan.stages[i].name,
+                        match results[i].as_ref().map(|r| r.status) {
+                            Some(StageStatus::Cancelled) => "was cancelled",
+                            Some(StageStatus::Skipped) => "was skipped",
+                            _ => "failed",
+                        }
+                    ));
+                    observer.stage_finished(s, &r);
+                    results[s.index] = Some(r);
+                    progressed = true;
+                    continue;
+                }
+                if cancel.is_cancelled() {
+                    continue;
+                }
+                if running.len() >= parallel {
+                    continue;
+                }
+                started_flags[s.index] = true;
+                let (engine, handle, observer, cancel) = (
+                    engine.clone(),
+                    handle.clone(),
+                    observer.clone(),
+                    cancel.clone(),
+                );
+                let stage = s.clone();
+                running.spawn(async move {
+                    let r = engine
+                        .run_stage(&handle, &stage, &*observer, &cancel)
+                        .await;
+                    (stage.index, r)
+                });
+            }
+        }
+        match running.join_next().await {
+            Some(Ok((i, r))) => results[i] = Some(r),
+            Some(Err(e)) => {
+                // A panicking stage task must not take the run (and its cleanup) down with it.
+                tracing::error!(error = %e, "stage task failed");
+                cancel.cancel();
+            }
+            None => break,
+        }
+    }
+
+    if let Err(e) = engine.finish_run(run_id).await {
+        tracing::warn!(run.id = %run_id, error = %e, "cleanup failed");
+    }
+    Ok(finish(run_id, plan, results, started, &cancel, &*observer))
+}
+
+fn finish(
+    run_id: &str,
+    plan: &Plan,
+    results: Vec<Option<StageResult>>,
+    started: Instant,
+    cancel: &CancellationToken,
+    observer: &dyn Observer,
+) -> RunReport {
+    let stages: Vec<(String, StageResult)> = plan
+        .stages
+        .iter()
+        .zip(results)
+        .map(|(s, r)| {
+            let r = r.unwrap_or_else(|| {
+                let r = StageResult {
+                    status: StageStatus::Cancelled,
+                    exit_code: None,
+                    reason: Some("cancelled before it started".to_string()),
+                    duration: Duration::ZERO,
+                };
+                observer.stage_finished(s, &r);
+                r
+            });
+            (s.name.clone(), r)
+        })
+        .collect();
+    let status = if cancel.is_cancelled() {
+        RunStatus::Cancelled
+    } else if stages.iter().zip(&plan.stages).all(|((_, r), s)| {
+        r.status == StageStatus::Passed || (r.status == StageStatus::Skipped && s.skip.is_some())
+    }) {
+        RunStatus::Passed
+    } else {
+        RunStatus::Failed
+    };
+    RunReport {
+        run_id: run_id.to_string(),
+        status,
+        stages,
+        duration: started.elapsed(),
+    }
+}
