@@ -132,7 +132,12 @@ fn dag_with_parallel_branches_service_failure_timeout_and_oom() {
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
 
     for ok in ["prepare", "left", "right", "join"] {
-        assert_eq!(summary_row(&stdout, ok).0, "passed", "{ok}: {}", describe(&out));
+        assert_eq!(
+            summary_row(&stdout, ok).0,
+            "passed",
+            "{ok}: {}",
+            describe(&out)
+        );
     }
     assert!(
         stdout.contains("hello-from-service"),
@@ -149,7 +154,10 @@ fn dag_with_parallel_branches_service_failure_timeout_and_oom() {
     );
     assert_eq!(
         summary_row(&stdout, "after-after"),
-        ("skipped".into(), "needs after-broken, which was skipped".into())
+        (
+            "skipped".into(),
+            "needs after-broken, which was skipped".into()
+        )
     );
     let (status, detail) = summary_row(&stdout, "slow");
     assert_eq!(status, "failed");
@@ -162,7 +170,11 @@ fn dag_with_parallel_branches_service_failure_timeout_and_oom() {
         )
     );
     // Live output is prefixed by the stage name.
-    assert!(stdout.lines().any(|l| l.starts_with("broken ") && l.ends_with("| about to fail")));
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("broken ") && l.ends_with("| about to fail"))
+    );
     assert!(stdout.contains("run ") && stdout.contains(": failed (4 passed, 3 failed, 2 skipped"));
 }
 
@@ -228,7 +240,10 @@ fn workspace_is_head_unless_working_tree_is_asked_for() {
     let pipeline = format!(
         "version: 1\nstages:\n  - name: show\n    kind: test\n    image: {image}\n    commands: [\"cat data.txt\", \"ls -a\"]\n"
     );
-    let repo = repo("ws", &[(".moat.yml", &pipeline), ("data.txt", "committed\n")]);
+    let repo = repo(
+        "ws",
+        &[(".moat.yml", &pipeline), ("data.txt", "committed\n")],
+    );
     std::fs::write(repo.path().join("data.txt"), "edited\n").unwrap();
     std::fs::write(repo.path().join("untracked.txt"), "new\n").unwrap();
     let out = run(repo.path(), &[]);
@@ -236,7 +251,10 @@ fn workspace_is_head_unless_working_tree_is_asked_for() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains("| committed"), "{stdout}");
     assert!(!stdout.contains("untracked.txt"), "{stdout}");
-    assert!(!stdout.contains("| .git"), "the .git directory is not copied: {stdout}");
+    assert!(
+        !stdout.contains("| .git"),
+        "the .git directory is not copied: {stdout}"
+    );
 
     let out = run(repo.path(), &["--working-tree"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
@@ -266,13 +284,16 @@ stages:
     let out = run(repo.path(), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let stdout = text(&out.stdout);
-    // CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID NET_BIND_SERVICE = bits 0-3,5-7,10.
-    assert!(stdout.contains("CapEff:\t00000000000004ef"), "{stdout}");
-    assert!(stdout.contains("CapBnd:\t00000000000004ef"), "{stdout}");
+    // CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID NET_BIND_SERVICE = bits 0,1,3-7,10.
+    assert!(stdout.contains("CapEff:\t00000000000004fb"), "{stdout}");
+    assert!(stdout.contains("CapBnd:\t00000000000004fb"), "{stdout}");
     assert!(stdout.contains("NoNewPrivs:\t1"), "{stdout}");
     assert!(stdout.contains("no-docker-socket"), "{stdout}");
     assert!(stdout.contains("| 64\n"), "pids limit: {stdout}");
-    assert!(stdout.contains(&format!("| {}\n", 2u64 << 30)), "memory: {stdout}");
+    assert!(
+        stdout.contains(&format!("| {}\n", 2u64 << 30)),
+        "memory: {stdout}"
+    );
 }
 
 #[test]
@@ -319,14 +340,23 @@ stages:
     build: {{ context: ., tag: "app:${{MOAT_COMMIT}}" }}
 "#
     );
-    let repo = repo("kinds", &[(".moat.yml", &pipeline), ("Dockerfile", "FROM scratch\n")]);
+    let repo = repo(
+        "kinds",
+        &[(".moat.yml", &pipeline), ("Dockerfile", "FROM scratch\n")],
+    );
     let out = run(repo.path(), &[]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let (status, detail) = summary_row(&text(&out.stdout), "image");
     assert_eq!(status, "failed");
     assert!(detail.contains("not supported yet"), "{detail}");
 
-    let repo = common::repo("invalid", &[(".moat.yml", "version: 1\nstages:\n  - name: x\n    kind: test\n    imgae: busybox\n")]);
+    let repo = common::repo(
+        "invalid",
+        &[(
+            ".moat.yml",
+            "version: 1\nstages:\n  - name: x\n    kind: test\n    imgae: busybox\n",
+        )],
+    );
     let out = run(repo.path(), &[]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(
@@ -417,7 +447,9 @@ fn repo_with_true(image: &str) -> TempDir {
         "true",
         &[(
             ".moat.yml",
-            &format!("version: 1\nstages:\n  - name: ok\n    kind: test\n    image: {image}\n    commands: [true]\n"),
+            &format!(
+                "version: 1\nstages:\n  - name: ok\n    kind: test\n    image: {image}\n    commands: [true]\n"
+            ),
         )],
     )
 }

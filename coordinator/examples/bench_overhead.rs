@@ -44,7 +44,9 @@ fn build_image() {
         "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nRUN [\"/bin/mkdir\", \"-p\", \"/tmp\", \"/root\"]\n",
     )
     .unwrap();
-    sh(Command::new("docker").args(["build", "-q", "-t", IMAGE]).arg(&ctx));
+    sh(Command::new("docker")
+        .args(["build", "-q", "-t", IMAGE])
+        .arg(&ctx));
     let _ = std::fs::remove_dir_all(&ctx);
 }
 
@@ -156,9 +158,12 @@ async fn time_api_loop(engine: &Engine, stages: usize, round: usize) -> Duration
         .await
         .unwrap();
     }
-    d.remove_volume(&run.volume, None::<bollard::query_parameters::RemoveVolumeOptions>)
-        .await
-        .unwrap();
+    d.remove_volume(
+        &run.volume,
+        None::<bollard::query_parameters::RemoveVolumeOptions>,
+    )
+    .await
+    .unwrap();
     d.remove_network(&run.network).await.unwrap();
     start.elapsed()
 }

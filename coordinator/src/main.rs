@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use moat_coordinator::cli;
 
 #[derive(Parser)]
-#[command(name = "moat", version, about = "Self-hosted CI/CD with security gates")]
+#[command(
+    name = "moat",
+    version,
+    about = "Self-hosted CI/CD with security gates"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -66,7 +66,8 @@ impl Diagnostics {
 
     /// Sorted by position, duplicates removed.
     pub fn finish(mut self) -> Self {
-        self.0.sort_by(|a, b| a.pos.cmp(&b.pos).then(a.message.cmp(&b.message)));
+        self.0
+            .sort_by(|a, b| a.pos.cmp(&b.pos).then(a.message.cmp(&b.message)));
         self.0.dedup();
         self
     }

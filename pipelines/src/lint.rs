@@ -143,8 +143,9 @@ static COMPILED: LazyLock<Vec<Compiled>> = LazyLock::new(|| {
         .collect()
 });
 
-static VAR_REF: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^\$(?:\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)$").unwrap());
+static VAR_REF: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\$(?:\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)$").unwrap()
+});
 
 /// Bits of information per character of `s`, by character frequency.
 pub(crate) fn shannon_entropy(s: &str) -> f64 {
@@ -173,10 +174,8 @@ pub(crate) fn credential_kind(name: &str, value: &str) -> Option<&'static str> {
         return None;
     }
     COMPILED.iter().find_map(|c| {
-        if let Some(n) = &c.name {
-            if !n.is_match(name) {
-                return None;
-            }
+        if c.name.as_ref().is_some_and(|n| !n.is_match(name)) {
+            return None;
         }
         let found = c.value.captures_iter(value).any(|caps| {
             let whole = caps.get(0).map_or("", |m| m.as_str());
@@ -303,7 +302,11 @@ mod tests {
             ("K", "-----BEGIN OPENSSH PRIVATE KEY-----", "private key"),
             ("K", "-----BEGIN PGP PRIVATE KEY BLOCK-----", "private key"),
             ("K", "-----BEGIN PRIVATE KEY-----", "private key"),
-            ("GH", "ghp_16C7e42F292c6912E7710c838347Ae178B4a", "GitHub token"),
+            (
+                "GH",
+                "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+                "GitHub token",
+            ),
             (
                 "GH",
                 "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz",
@@ -397,8 +400,14 @@ mod tests {
     fn volumes_and_policy() {
         let strict = Policy::default();
         let e = |s: &str| check_volume(s, &strict).unwrap_err();
-        assert_eq!(e("/var/run/docker.sock:/var/run/docker.sock"), "the Docker socket is refused by policy");
-        assert_eq!(e("/run/docker.sock:/x"), "the Docker socket is refused by policy");
+        assert_eq!(
+            e("/var/run/docker.sock:/var/run/docker.sock"),
+            "the Docker socket is refused by policy"
+        );
+        assert_eq!(
+            e("/run/docker.sock:/x"),
+            "the Docker socket is refused by policy"
+        );
         assert_eq!(e("/srv/data:/data:ro"), "host mounts are refused by policy");
         assert_eq!(e("./cache:/cache"), "host mounts are refused by policy");
         assert_eq!(e("~/x:/x"), "host mounts are refused by policy");

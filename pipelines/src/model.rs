@@ -289,7 +289,10 @@ pub struct DeploySpec {
     pub target: DeployTarget,
     pub strategy: Strategy,
     pub image: String,
+    /// The container port traffic goes to. Required for `docker`; 0 for a `kubernetes`
+    /// deploy that gives none, where the Service's own port is used.
     pub port: u16,
+    /// Without a `health:` block: `GET /`, 60s timeout, 2s interval.
     pub health: HealthCheck,
     pub rollback: Rollback,
     /// Kubernetes only.

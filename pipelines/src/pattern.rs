@@ -64,7 +64,11 @@ mod tests {
         assert!(p.matches("release/1.0"));
         assert!(!p.matches("release/1.0/hotfix"));
         assert!(!p.matches("main"));
-        assert!(Pattern::new("release/**").unwrap().matches("release/1.0/hotfix"));
+        assert!(
+            Pattern::new("release/**")
+                .unwrap()
+                .matches("release/1.0/hotfix")
+        );
         assert!(Pattern::new("v*").unwrap().matches("v1.2.3"));
     }
 

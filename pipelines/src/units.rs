@@ -85,7 +85,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         return Err(format!("invalid size \"{s}\"; {SIZE_HELP}"));
     }
     if !frac.is_empty() && shift == 0 {
-        return Err(format!("size \"{s}\" has a fraction of a byte; {SIZE_HELP}"));
+        return Err(format!(
+            "size \"{s}\" has a fraction of a byte; {SIZE_HELP}"
+        ));
     }
     let too_large = || format!("size \"{s}\" is too large");
     // Exact rational arithmetic: 1.5g is 1.5 * 2^30 bytes, with no float rounding.

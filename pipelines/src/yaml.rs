@@ -518,10 +518,13 @@ mod tests {
         let seq = m[1].1.as_seq().unwrap();
         assert_eq!(seq[0].pos, Pos::new(3, 5));
         assert_eq!(seq[1].pos, Pos::new(4, 5));
-        assert_eq!(seq[1].kind, NodeKind::Scalar {
-            value: "y".into(),
-            plain: false
-        });
+        assert_eq!(
+            seq[1].kind,
+            NodeKind::Scalar {
+                value: "y".into(),
+                plain: false
+            }
+        );
     }
 
     #[test]

@@ -213,7 +213,11 @@ impl Engine {
         let seed = self
             .docker
             .create_container(
-                Some(CreateContainerOptionsBuilder::default().name(&seed_name).build()),
+                Some(
+                    CreateContainerOptionsBuilder::default()
+                        .name(&seed_name)
+                        .build(),
+                ),
                 ContainerCreateBody {
                     image: Some(seed_image.to_string()),
                     entrypoint: Some(vec!["/bin/true".to_string()]),
@@ -285,12 +289,8 @@ impl Engine {
             mounts: Some(mounts),
             privileged: Some(stage.privileged),
             cap_drop: Some(vec!["ALL".to_string()]),
-            cap_add: (!stage.privileged).then(|| {
-                KEPT_CAPABILITIES
-                    .iter()
-                    .map(|c| (*c).to_string())
-                    .collect()
-            }),
+            cap_add: (!stage.privileged)
+                .then(|| KEPT_CAPABILITIES.iter().map(|c| (*c).to_string()).collect()),
             security_opt: Some(vec!["no-new-privileges".to_string()]),
             memory: Some(memory),
             memory_swap: Some(memory),
@@ -330,15 +330,15 @@ impl Engine {
     ) -> StageResult {
         let started = Instant::now();
         observer.stage_started(stage);
-        let (status, exit_code, reason) = match self.run_stage_inner(run, stage, observer, cancel).await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                let msg = e.to_string();
-                observer.log_line(stage, StreamKind::System, &msg);
-                (StageStatus::Failed, None, Some(msg))
-            }
-        };
+        let (status, exit_code, reason) =
+            match self.run_stage_inner(run, stage, observer, cancel).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let msg = e.to_string();
+                    observer.log_line(stage, StreamKind::System, &msg);
+                    (StageStatus::Failed, None, Some(msg))
+                }
+            };
         let result = StageResult {
             status,
             exit_code,
@@ -461,9 +461,7 @@ impl Engine {
             )
             .await?;
         let id = created.id;
-        let outcome = self
-            .supervise(&id, stage, observer, cancel)
-            .await;
+        let outcome = self.supervise(&id, stage, observer, cancel).await;
         let oom = match &outcome {
             Ok(Ending::Exited(_)) => self
                 .docker
@@ -615,12 +613,7 @@ impl Engine {
         // A service gets the stage's limits but none of its host mounts or workspace.
         host.mounts = None;
         host.privileged = Some(false);
-        host.cap_add = Some(
-            KEPT_CAPABILITIES
-                .iter()
-                .map(|c| (*c).to_string())
-                .collect(),
-        );
+        host.cap_add = Some(KEPT_CAPABILITIES.iter().map(|c| (*c).to_string()).collect());
         let body = ContainerCreateBody {
             image: Some(svc.image.clone()),
             cmd: (!svc.command.is_empty()).then(|| svc.command.clone()),
@@ -801,12 +794,10 @@ impl<'a> LogSink<'a> {
 
     fn finish(&mut self) {
         let (stage, observer) = (self.stage, self.observer);
-        self.stdout.finish(|l| {
-            observer.log_line(stage, StreamKind::Stdout, &String::from_utf8_lossy(l))
-        });
-        self.stderr.finish(|l| {
-            observer.log_line(stage, StreamKind::Stderr, &String::from_utf8_lossy(l))
-        });
+        self.stdout
+            .finish(|l| observer.log_line(stage, StreamKind::Stdout, &String::from_utf8_lossy(l)));
+        self.stderr
+            .finish(|l| observer.log_line(stage, StreamKind::Stderr, &String::from_utf8_lossy(l)));
     }
 }
 

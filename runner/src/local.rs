@@ -123,11 +123,19 @@ pub async fn execute(
                     }
                 });
                 if let Some(&i) = blocking {
+                    let cancelled = cancel.is_cancelled()
+                        || results[i].as_ref().map(|r| r.status) == Some(StageStatus::Cancelled);
+                    if cancelled {
+                        let r = not_started();
+                        observer.stage_finished(s, &r);
+                        results[s.index] = Some(r);
+                        progressed = true;
+                        continue;
+                    }
                     let r = StageResult::skipped(format!(
                         "needs {}, which {}",
                         plan.stages[i].name,
                         match results[i].as_ref().map(|r| r.status) {
-                            Some(StageStatus::Cancelled) => "was cancelled",
                             Some(StageStatus::Skipped) => "was skipped",
                             _ => "failed",
                         }
@@ -152,9 +160,7 @@ pub async fn execute(
                 );
                 let stage = s.clone();
                 running.spawn(async move {
-                    let r = engine
-                        .run_stage(&handle, &stage, &*observer, &cancel)
-                        .await;
+                    let r = engine.run_stage(&handle, &stage, &*observer, &cancel).await;
                     (stage.index, r)
                 });
             }
@@ -176,6 +182,15 @@ pub async fn execute(
     Ok(finish(run_id, plan, results, started, &cancel, &*observer))
 }
 
+fn not_started() -> StageResult {
+    StageResult {
+        status: StageStatus::Cancelled,
+        exit_code: None,
+        reason: Some("cancelled before it started".to_string()),
+        duration: Duration::ZERO,
+    }
+}
+
 fn finish(
     run_id: &str,
     plan: &Plan,
@@ -190,12 +205,7 @@ fn finish(
         .zip(results)
         .map(|(s, r)| {
             let r = r.unwrap_or_else(|| {
-                let r = StageResult {
-                    status: StageStatus::Cancelled,
-                    exit_code: None,
-                    reason: Some("cancelled before it started".to_string()),
-                    duration: Duration::ZERO,
-                };
+                let r = not_started();
                 observer.stage_finished(s, &r);
                 r
             });

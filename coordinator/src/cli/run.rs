@@ -189,7 +189,10 @@ fn print_summary(plan: &Plan, report: &moat_runner::RunReport, colour: bool) {
         .unwrap_or(5)
         .max(5);
     println!();
-    println!("{:<width$}  {:<9}  {:>8}  DETAIL", "STAGE", "STATUS", "DURATION");
+    println!(
+        "{:<width$}  {:<9}  {:>8}  DETAIL",
+        "STAGE", "STATUS", "DURATION"
+    );
     for (name, r) in &report.stages {
         let duration = if r.status == StageStatus::Skipped {
             "-".to_string()
@@ -299,9 +302,7 @@ async fn run(args: RunArgs) -> u8 {
     let colour = match args.color {
         ColorArg::Always => true,
         ColorArg::Never => false,
-        ColorArg::Auto => {
-            std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-        }
+        ColorArg::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     };
     let terminal = Arc::new(Terminal {
         width: plan.stages.iter().map(|s| s.name.len()).max().unwrap_or(1),
@@ -355,10 +356,10 @@ async fn run(args: RunArgs) -> u8 {
             };
         }
     };
-    if let Some(dir) = &args.log_dir {
-        if let Err(e) = write_logs(dir, &terminal) {
-            eprintln!("moat: cannot write logs to {}: {e}", dir.display());
-        }
+    if let Some(dir) = &args.log_dir
+        && let Err(e) = write_logs(dir, &terminal)
+    {
+        eprintln!("moat: cannot write logs to {}: {e}", dir.display());
     }
     print_summary(&plan, &report, colour);
     if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
