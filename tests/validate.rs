@@ -27,9 +27,19 @@ fn invalid_files_give_their_located_messages() {
             .filter_map(|l| l.strip_prefix("# expect: "))
             .map(|l| format!("{}:{l}", path.display()))
             .collect();
-        assert!(!expected.is_empty(), "{} has no # expect: line", path.display());
+        assert!(
+            !expected.is_empty(),
+            "{} has no # expect: line",
+            path.display()
+        );
         let out = moat().arg("validate").arg(&path).output().unwrap();
-        assert_eq!(out.status.code(), Some(1), "{}: {}", path.display(), describe(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}: {}",
+            path.display(),
+            describe(&out)
+        );
         let got: Vec<String> = text(&out.stderr).lines().map(str::to_string).collect();
         assert_eq!(got, expected, "{}", path.display());
     }
@@ -41,9 +51,18 @@ fn valid_files_are_ok() {
     assert!(files.len() >= 5);
     for path in files {
         let out = moat().arg("validate").arg(&path).output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}: {}", path.display(), describe(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            path.display(),
+            describe(&out)
+        );
         let stdout = text(&out.stdout);
-        assert!(stdout.starts_with(&format!("{}: OK (", path.display())), "{stdout}");
+        assert!(
+            stdout.starts_with(&format!("{}: OK (", path.display())),
+            "{stdout}"
+        );
     }
 }
 
@@ -70,7 +89,11 @@ fn default_file_is_dot_moat_yml() {
         "version: 1\nstages:\n  - name: t\n    kind: test\n    image: busybox\n",
     )
     .unwrap();
-    let out = moat().arg("validate").current_dir(dir.path()).output().unwrap();
+    let out = moat()
+        .arg("validate")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(text(&out.stdout), ".moat.yml: OK (1 stage)\n");
 }

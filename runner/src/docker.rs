@@ -107,12 +107,9 @@ pub async fn connect() -> Result<Docker, EngineError> {
     let docker = Docker::connect_with_local_defaults().map_err(|e| EngineError::Unreachable {
         detail: e.to_string(),
     })?;
-    docker
-        .ping()
-        .await
-        .map_err(|e| EngineError::Unreachable {
-            detail: e.to_string(),
-        })?;
+    docker.ping().await.map_err(|e| EngineError::Unreachable {
+        detail: e.to_string(),
+    })?;
     Ok(docker)
 }
 
