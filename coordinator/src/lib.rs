@@ -1,4 +1,12 @@
-//! The `moat` command line and, in later issues, the coordinator service (webhooks, API,
-//! dashboard, scheduler, store).
+//! The coordinator (webhooks, REST API, runner protocol, scheduler, store) and the `moat`
+//! command line.
 
+pub mod app;
 pub mod cli;
+pub mod demo;
+pub mod forge;
+pub mod git;
+pub mod http;
+pub mod server;
+pub mod store;
+pub mod tokens;

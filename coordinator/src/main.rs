@@ -26,6 +26,80 @@ enum Command {
         /// The pipeline file (default: .moat.yml in the current directory).
         file: Option<PathBuf>,
     },
+    /// The built-in scanners on their own.
+    Scan {
+        #[command(subcommand)]
+        command: ScanCommand,
+    },
+    /// All in one: coordinator, embedded runner and SQLite in a data directory.
+    Up(cli::serve::UpArgs),
+    /// The coordinator alone (SQLite or Postgres).
+    Server(cli::serve::ServerArgs),
+    /// A runner: pulls jobs from a coordinator and runs them in Docker.
+    Runner(cli::serve::RunnerArgs),
+    /// Manage repositories.
+    Repo {
+        #[command(flatten)]
+        client: cli::admin::ClientOpts,
+        #[command(subcommand)]
+        command: cli::admin::RepoCommand,
+    },
+    /// List runs, or show one run with its stages.
+    Runs {
+        #[command(flatten)]
+        client: cli::admin::ClientOpts,
+        #[command(flatten)]
+        args: cli::admin::RunsArgs,
+    },
+    /// Print a run's logs.
+    Logs {
+        #[command(flatten)]
+        client: cli::admin::ClientOpts,
+        run: i64,
+        /// Keep printing until the run ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Cancel a run.
+    Cancel {
+        #[command(flatten)]
+        client: cli::admin::ClientOpts,
+        run: i64,
+    },
+    /// Run a run's pipeline again at the same commit.
+    Rerun {
+        #[command(flatten)]
+        client: cli::admin::ClientOpts,
+        run: i64,
+    },
+    /// Start a run of a repository's branch by hand.
+    Trigger {
+        #[command(flatten)]
+        client: cli::admin::ClientOpts,
+        repo: String,
+        #[arg(long)]
+        branch: String,
+        #[arg(long)]
+        commit: Option<String>,
+    },
+    /// List registered runners.
+    Runners {
+        #[command(flatten)]
+        client: cli::admin::ClientOpts,
+    },
+    /// Create a one-time runner registration token.
+    RunnerToken {
+        #[command(flatten)]
+        client: cli::admin::ClientOpts,
+        #[arg(long)]
+        description: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScanCommand {
+    /// Look for credentials in a directory tree (exit 1 when any is found).
+    Secrets(cli::scan::ScanSecretsArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +114,32 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Validate { file } => cli::validate::execute(file),
         Command::Run(args) => cli::run::execute(args),
+        Command::Scan {
+            command: ScanCommand::Secrets(args),
+        } => cli::scan::execute_secrets(args),
+        Command::Up(args) => cli::serve::up(args),
+        Command::Server(args) => cli::serve::server(args),
+        Command::Runner(args) => cli::serve::runner(args),
+        Command::Repo { client, command } => cli::admin::repo(client, command),
+        Command::Runs { client, args } => cli::admin::runs(client, args),
+        Command::Logs {
+            client,
+            run,
+            follow,
+        } => cli::admin::logs(client, run, follow),
+        Command::Cancel { client, run } => cli::admin::cancel(client, run),
+        Command::Rerun { client, run } => cli::admin::rerun(client, run),
+        Command::Trigger {
+            client,
+            repo,
+            branch,
+            commit,
+        } => cli::admin::trigger(client, repo, branch, commit),
+        Command::Runners { client } => cli::admin::runners(client),
+        Command::RunnerToken {
+            client,
+            description,
+        } => cli::admin::runner_token(client, description),
     };
     ExitCode::from(code)
 }

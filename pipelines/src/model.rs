@@ -7,7 +7,7 @@ use crate::diag::Pos;
 use crate::pattern::Pattern;
 
 /// A whole, valid pipeline file.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct Pipeline {
     pub version: u32,
     pub on: Triggers,
@@ -25,7 +25,7 @@ impl Pipeline {
 }
 
 /// `on:` — which events start a run. When the key is absent, a push to any branch does.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Default)]
 pub struct Triggers {
     /// `None`: pushes do not start runs. `Some(empty)`: any branch.
     pub push: Option<Vec<Pattern>>,
@@ -47,7 +47,7 @@ impl Triggers {
 }
 
 /// A secret declared at the top level and granted to stages by name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct SecretDecl {
     pub name: String,
     pub source: SecretSource,
@@ -55,7 +55,7 @@ pub struct SecretDecl {
     pub deploy_only: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub enum SecretSource {
     /// From the coordinator's encrypted store (repository scope), or `--secret` for `moat run`.
     Store,
@@ -63,7 +63,7 @@ pub enum SecretSource {
     Sealed(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq, Eq, Hash)]
 pub enum StageKind {
     Test,
     Build,
@@ -88,7 +88,7 @@ impl std::fmt::Display for StageKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct Stage {
     pub name: String,
     /// Where the stage's mapping starts in the file.
@@ -119,14 +119,14 @@ pub struct Stage {
 }
 
 /// `when:` — conditions evaluated against the event; all given conditions must hold.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Default)]
 pub struct When {
     pub branch: Vec<Pattern>,
     pub event: Vec<EventKind>,
     pub tag: Vec<Pattern>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
     Push,
     PullRequest,
@@ -161,7 +161,7 @@ impl std::fmt::Display for EventKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq, Default)]
 pub struct Resources {
     pub cpus: Option<f64>,
     /// Bytes.
@@ -169,7 +169,7 @@ pub struct Resources {
     pub pids: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct Service {
     pub name: String,
     pub image: String,
@@ -179,21 +179,21 @@ pub struct Service {
 }
 
 /// A host path mounted into a stage container (`volumes: ["/src:/dst:ro"]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Mount {
     pub source: String,
     pub target: String,
     pub read_only: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq, Eq, Default)]
 pub enum Approval {
     #[default]
     None,
     Required,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct BuildSpec {
     pub context: String,
     pub dockerfile: String,
@@ -205,7 +205,9 @@ pub struct BuildSpec {
     pub labels: Vec<(String, String)>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 pub enum Severity {
     Low,
     Medium,
@@ -234,7 +236,7 @@ impl Severity {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct ScanSpec {
     pub image: Option<String>,
     pub fail_on: Severity,
@@ -245,7 +247,9 @@ pub struct ScanSpec {
 }
 
 /// A date without time zone, `YYYY-MM-DD`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 pub struct Date {
     pub year: u16,
     pub month: u8,
@@ -258,7 +262,7 @@ impl std::fmt::Display for Date {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct IgnoreRule {
     pub id: String,
     pub reason: String,
@@ -266,25 +270,25 @@ pub struct IgnoreRule {
     pub pos: Pos,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq, Eq)]
 pub enum DeployTarget {
     Docker,
     Kubernetes,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq, Eq)]
 pub enum Strategy {
     BlueGreen,
     Recreate,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq, Eq)]
 pub enum Rollback {
     Auto,
     Manual,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct DeploySpec {
     pub target: DeployTarget,
     pub strategy: Strategy,
@@ -301,7 +305,7 @@ pub struct DeploySpec {
     pub app: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct HealthCheck {
     pub path: String,
     pub timeout: Duration,

@@ -10,7 +10,7 @@ use crate::model::{
 use crate::pattern::any_matches;
 
 /// What started a run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Event {
     pub kind: EventKind,
     /// The pushed branch; for a pull request, its source branch.
@@ -24,7 +24,7 @@ pub struct Event {
 }
 
 /// One stage, ready to execute.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct PlannedStage {
     pub index: usize,
     pub name: String,
@@ -49,7 +49,7 @@ pub struct PlannedStage {
     pub skip: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct Plan {
     pub stages: Vec<PlannedStage>,
 }

@@ -187,71 +187,147 @@ impl Engine {
         seed_image: &str,
         workspace: Vec<u8>,
     ) -> Result<RunHandle, EngineError> {
+        let handle = self.ensure_run_resources(run_id).await?;
+        self.upload_workspace(&handle, seed_image, workspace)
+            .await?;
+        Ok(handle)
+    }
+
+    /// The run's network and workspace volume, created when missing (runners call this for
+    /// every job of a run; the first call creates them).
+    pub async fn ensure_run_resources(&self, run_id: &str) -> Result<RunHandle, EngineError> {
         let handle = RunHandle {
             run_id: run_id.to_string(),
             network: format!("moat-{run_id}"),
             volume: format!("moat-{run_id}-workspace"),
         };
         let l = labels(&self.owner, run_id, None);
-        self.docker
-            .create_network(NetworkCreateRequest {
-                name: handle.network.clone(),
-                driver: Some("bridge".to_string()),
-                labels: Some(l.clone()),
-                ..Default::default()
-            })
-            .await?;
+        match self.docker.inspect_network(&handle.network, None).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {
+                self.docker
+                    .create_network(NetworkCreateRequest {
+                        name: handle.network.clone(),
+                        driver: Some("bridge".to_string()),
+                        labels: Some(l.clone()),
+                        ..Default::default()
+                    })
+                    .await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // Creating an existing volume is a no-op in the engine.
         self.docker
             .create_volume(VolumeCreateRequest {
                 name: Some(handle.volume.clone()),
-                labels: Some(l.clone()),
+                labels: Some(l),
                 ..Default::default()
             })
             .await?;
+        Ok(handle)
+    }
+
+    /// Whether the run's workspace volume exists on this engine.
+    pub async fn has_workspace(&self, run_id: &str) -> bool {
+        self.docker
+            .inspect_volume(&format!("moat-{run_id}-workspace"))
+            .await
+            .is_ok()
+    }
+
+    /// A container of `seed_image` with the workspace mounted, created but never started: the
+    /// engine's archive API reads and writes volumes through it.
+    async fn seed_container(
+        &self,
+        run: &RunHandle,
+        seed_image: &str,
+    ) -> Result<String, EngineError> {
         ensure_image(&self.docker, seed_image).await?;
-        let seed_name = format!("moat-{run_id}-seed");
         let seed = self
             .docker
             .create_container(
-                Some(
-                    CreateContainerOptionsBuilder::default()
-                        .name(&seed_name)
-                        .build(),
-                ),
+                None::<bollard::query_parameters::CreateContainerOptions>,
                 ContainerCreateBody {
                     image: Some(seed_image.to_string()),
                     entrypoint: Some(vec!["/bin/true".to_string()]),
-                    labels: Some(l),
+                    labels: Some(labels(&self.owner, &run.run_id, None)),
                     network_disabled: Some(true),
                     host_config: Some(HostConfig {
                         network_mode: Some("none".to_string()),
-                        mounts: Some(vec![self.workspace_mount(&handle)]),
+                        mounts: Some(vec![self.workspace_mount(run)]),
                         ..Default::default()
                     }),
                     ..Default::default()
                 },
             )
             .await?;
+        Ok(seed.id)
+    }
+
+    /// Extracts a tar archive into the workspace; existing files are overwritten, others kept.
+    pub async fn upload_workspace(
+        &self,
+        run: &RunHandle,
+        seed_image: &str,
+        archive: Vec<u8>,
+    ) -> Result<(), EngineError> {
+        let seed = self.seed_container(run, seed_image).await?;
         let upload = self
             .docker
             .upload_to_container(
-                &seed.id,
+                &seed,
                 Some(
                     UploadToContainerOptionsBuilder::default()
                         .path(WORKSPACE)
                         .build(),
                 ),
-                bollard::body_full(workspace.into()),
+                bollard::body_full(archive.into()),
             )
             .await;
-        self.remove_container(&seed.id).await;
+        self.remove_container(&seed).await;
         upload.map_err(|e| {
             EngineError::Workspace(format!(
                 "cannot copy the workspace into the run's volume: {}",
                 server_message(&e)
             ))
-        })?;
-        Ok(handle)
+        })
+    }
+
+    /// The workspace as a tar archive whose entries are relative to the workspace root, ready
+    /// to be uploaded into another run volume.
+    pub async fn export_workspace(
+        &self,
+        run: &RunHandle,
+        seed_image: &str,
+    ) -> Result<Vec<u8>, EngineError> {
+        let seed = self.seed_container(run, seed_image).await?;
+        let mut stream = self.docker.download_from_container(
+            &seed,
+            Some(
+                bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
+                    .path(&format!("{WORKSPACE}/."))
+                    .build(),
+            ),
+        );
+        let mut tar = Vec::new();
+        let mut failure = None;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => tar.extend_from_slice(&bytes),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        self.remove_container(&seed).await;
+        match failure {
+            Some(e) => Err(EngineError::Workspace(format!(
+                "cannot read the workspace: {}",
+                server_message(&e)
+            ))),
+            None => Ok(tar),
+        }
     }
 
     /// Removes everything of the run: containers (of any stage), its network and its volume.

@@ -5,12 +5,16 @@
 //! - [`engine`]: one run's network and volume, and one stage (with services) at a time.
 //! - [`local`]: a whole plan as a DAG on one engine (used by `moat run`).
 //! - [`logs`]: output chunks to capped lines; duration and size formatting.
+//! - [`agent`], [`protocol`]: the runner side of the coordinator protocol.
 
+pub mod agent;
 pub mod docker;
 pub mod engine;
 pub mod error;
 pub mod local;
 pub mod logs;
+pub mod protocol;
+pub mod scan;
 pub mod workspace;
 
 pub use engine::{Engine, EngineConfig, Observer, RunHandle, StageResult, StageStatus};

@@ -1,4 +1,7 @@
 //! The subcommands of `moat` that work without a server.
 
+pub mod admin;
 pub mod run;
+pub mod scan;
+pub mod serve;
 pub mod validate;

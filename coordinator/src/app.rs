@@ -1,0 +1,299 @@
+//! The coordinator's state and its background work: turning stored webhook deliveries into
+//! runs (fetch the mirror, read `.moat.yml` at the commit, plan, store the jobs), expiring
+//! leases of lost runners, and waking long-polling runners when jobs become ready.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use moat_pipelines::{Event, EventKind, Policy};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::forge::{self, Parsed, Trigger};
+use crate::git::Mirrors;
+use crate::store::{self, NewJob, NewRun, Repository, Run, Store, now_ms};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// The address forges and runners use to reach this coordinator (webhook URLs).
+    pub public_url: String,
+    /// How long a claimed job stays with its runner without a heartbeat.
+    pub lease: Duration,
+    pub heartbeat: Duration,
+    /// Retries of a job after a lost lease.
+    pub max_retries: i64,
+    /// Largest webhook body accepted.
+    pub max_webhook_body: usize,
+    /// Largest workspace snapshot a runner may upload.
+    pub max_snapshot: u64,
+    pub policy: Policy,
+}
+
+impl Config {
+    pub fn new(data_dir: PathBuf, public_url: String) -> Self {
+        Config {
+            data_dir,
+            public_url,
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(5),
+            max_retries: 1,
+            max_webhook_body: 10 << 20,
+            max_snapshot: 4 << 30,
+            policy: Policy::default(),
+        }
+    }
+}
+
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub config: Config,
+    pub mirrors: Mirrors,
+    /// Signalled when jobs may have become claimable.
+    pub jobs_ready: Notify,
+    /// Signalled when a delivery was stored.
+    pub deliveries: Notify,
+    /// Signalled when log lines were stored (live streams wake up).
+    pub logs_written: Notify,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+impl App {
+    pub fn new(store: Arc<dyn Store>, config: Config) -> Arc<Self> {
+        let mirrors = Mirrors::new(config.data_dir.join("repos"));
+        Arc::new(App {
+            store,
+            config,
+            mirrors,
+            jobs_ready: Notify::new(),
+            deliveries: Notify::new(),
+            logs_written: Notify::new(),
+        })
+    }
+
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.config.data_dir.join("snapshots")
+    }
+
+    pub fn snapshot_path(&self, job_id: i64) -> PathBuf {
+        self.snapshot_dir().join(format!("job-{job_id}.tar"))
+    }
+
+    /// Starts the background loops; they stop with `shutdown`.
+    pub async fn start(self: &Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
+        // No runner could heartbeat while this coordinator was down: give them a full lease to
+        // reconnect before their jobs count as lost.
+        let grace = now_ms() + self.config.lease.as_millis() as i64;
+        let extended = self.store.extend_leases(grace).await?;
+        if extended > 0 {
+            tracing::info!(
+                jobs = extended,
+                "extended leases of running jobs after start-up"
+            );
+        }
+        tokio::fs::create_dir_all(self.snapshot_dir()).await?;
+        let app = self.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move { app.delivery_loop(stop).await });
+        let app = self.clone();
+        tokio::spawn(async move { app.lease_loop(shutdown).await });
+        Ok(())
+    }
+
+    async fn delivery_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            match self.store.claim_delivery(now_ms(), 5 * 60 * 1000).await {
+                Ok(Some(d)) => {
+                    let outcome = self.process_delivery(&d).await;
+                    let error = outcome.err().map(|e| format!("{e:#}"));
+                    if let Some(e) = &error {
+                        tracing::warn!(delivery.id = %d.delivery_id, error = %e, "delivery not turned into a run");
+                    }
+                    if let Err(e) = self
+                        .store
+                        .finish_delivery(d.id, error.as_deref(), now_ms())
+                        .await
+                    {
+                        tracing::error!(error = %e, "could not mark a delivery processed");
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "could not claim a delivery"),
+            }
+            tokio::select! {
+                _ = self.deliveries.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    async fn lease_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut gc = 0u32;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            match self.store.expire_leases(now_ms()).await {
+                Ok(expired) if !expired.is_empty() => {
+                    for e in &expired {
+                        tracing::warn!(
+                            job.id = e.job_id,
+                            run.id = e.run_id,
+                            requeued = e.requeued,
+                            "lease expired"
+                        );
+                    }
+                    self.jobs_ready.notify_waiters();
+                    self.logs_written.notify_waiters();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "could not expire leases"),
+            }
+            gc += 1;
+            if gc.is_multiple_of(120) {
+                self.collect_snapshots().await;
+            }
+        }
+    }
+
+    /// Removes workspace snapshots of finished runs.
+    async fn collect_snapshots(&self) {
+        let Ok(mut dir) = tokio::fs::read_dir(self.snapshot_dir()).await else {
+            return;
+        };
+        while let Ok(Some(entry)) = dir.next_entry().await {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(job_id) = name
+                .strip_prefix("job-")
+                .and_then(|n| n.strip_suffix(".tar"))
+                .and_then(|n| n.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            let finished = match self.store.get_job(job_id).await {
+                Ok(job) => self
+                    .store
+                    .get_run(job.run_id)
+                    .await
+                    .map(|r| r.status.is_finished())
+                    .unwrap_or(true),
+                Err(store::StoreError::NotFound) => true,
+                Err(_) => false,
+            };
+            if finished {
+                let _ = tokio::fs::remove_file(entry.path()).await;
+            }
+        }
+    }
+
+    async fn process_delivery(&self, d: &store::Delivery) -> anyhow::Result<()> {
+        let repo = self.store.get_repo(d.repo_id).await?;
+        match forge::parse(repo.forge, &d.event, &d.payload)? {
+            Parsed::Trigger(t) => {
+                self.start_run(&repo, &t, "webhook").await?;
+                Ok(())
+            }
+            Parsed::Ping | Parsed::Ignored(_) => Ok(()),
+        }
+    }
+
+    /// Fetches the commit, reads and plans the pipeline, and stores the run. A pipeline that
+    /// does not parse becomes a failed run that says why; one whose `on:` does not match the
+    /// event starts nothing (`Ok(None)`).
+    pub async fn start_run(
+        &self,
+        repo: &Repository,
+        t: &Trigger,
+        trigger: &str,
+    ) -> anyhow::Result<Option<Run>> {
+        self.mirrors
+            .fetch(repo.id, &repo.clone_url, &t.commit, t.fetch_ref.as_deref())
+            .await?;
+        let mut new = NewRun {
+            repo_id: repo.id,
+            event: t.kind.as_str().to_string(),
+            branch: t.branch.clone(),
+            target_branch: t.target_branch.clone(),
+            tag: t.tag.clone(),
+            commit: t.commit.clone(),
+            trusted: t.trusted,
+            trigger: trigger.to_string(),
+            actor: t.actor.clone(),
+            max_retries: self.config.max_retries,
+            jobs: Vec::new(),
+            failed: None,
+        };
+        let file = match self
+            .mirrors
+            .read_file(
+                repo.id,
+                &t.commit,
+                ".moat.yml",
+                moat_pipelines::MAX_FILE_SIZE,
+            )
+            .await
+        {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                new.failed = Some(format!("no .moat.yml at commit {}", &t.commit));
+                return Ok(Some(self.store.create_run(new, now_ms()).await?));
+            }
+            Err(e) => {
+                new.failed = Some(e.to_string());
+                return Ok(Some(self.store.create_run(new, now_ms()).await?));
+            }
+        };
+        let pipeline = match moat_pipelines::parse_with(&file, &self.config.policy) {
+            Ok(p) => p,
+            Err(diags) => {
+                new.failed = Some(format!(
+                    "invalid pipeline file:\n{}",
+                    diags.render(".moat.yml").trim_end()
+                ));
+                return Ok(Some(self.store.create_run(new, now_ms()).await?));
+            }
+        };
+        let event = Event {
+            kind: t.kind,
+            branch: t.branch.clone(),
+            target_branch: t.target_branch.clone(),
+            tag: t.tag.clone(),
+            commit: t.commit.clone(),
+            repo: repo.name.clone(),
+            // Known only once the run is stored; the coordinator fills it in at claim time.
+            run_id: String::new(),
+        };
+        if t.kind != EventKind::Manual && trigger == "webhook" && !pipeline.triggered_by(&event) {
+            tracing::info!(repo = %repo.name, event = %t.kind, "`on:` does not match; no run");
+            return Ok(None);
+        }
+        let plan = moat_pipelines::plan(&pipeline, &event);
+        for s in &plan.stages {
+            new.jobs.push(NewJob {
+                stage_index: s.index as i64,
+                name: s.name.clone(),
+                needs: s.needs.iter().map(|&i| i as i64).collect(),
+                spec: serde_json::to_string(s)?,
+                skip: s.skip.clone(),
+            });
+        }
+        let run = self.store.create_run(new, now_ms()).await?;
+        tracing::info!(run.id = run.id, repo = %repo.name, run.number = run.number, "run created");
+        self.jobs_ready.notify_waiters();
+        Ok(Some(run))
+    }
+}

@@ -1,0 +1,329 @@
+//! `moat up` (coordinator + embedded runner on SQLite), `moat server` (coordinator alone) and
+//! `moat runner` (a runner on any host with Docker).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use moat_runner::agent::{self, Agent, AgentConfig};
+use moat_runner::{Engine, EngineConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{App, Config};
+use crate::server::{self, Tls};
+use crate::store;
+use crate::tokens;
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Where the database, mirrors, snapshots and tokens live.
+    #[arg(long, default_value = "./moat-data", env = "MOAT_DATA_DIR")]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:8080", env = "MOAT_LISTEN")]
+    pub listen: SocketAddr,
+    /// Jobs the embedded runner executes at once (default: number of CPUs).
+    #[arg(long)]
+    pub slots: Option<usize>,
+    /// The URL forges use to reach this coordinator (default: http://LISTEN).
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// Register an example repository and run its pipeline at once.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    #[arg(long, default_value = "./moat-data", env = "MOAT_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// `sqlite:PATH` or `postgres://…` (default: SQLite in the data directory).
+    #[arg(long, env = "MOAT_DATABASE_URL")]
+    pub database_url: Option<String>,
+    #[arg(long, default_value = "127.0.0.1:8080", env = "MOAT_LISTEN")]
+    pub listen: SocketAddr,
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// PEM certificate chain: serve HTTPS.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds a runner may go without a heartbeat before its job is given to another.
+    #[arg(long, default_value_t = 30)]
+    pub lease_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct RunnerArgs {
+    /// The coordinator's URL.
+    #[arg(long, env = "MOAT_SERVER")]
+    pub server: String,
+    /// A one-time registration token (`moat_g_…`) or this runner's own token (`moat_r_…`).
+    #[arg(long, env = "MOAT_RUNNER_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Jobs executed at once (default: number of CPUs).
+    #[arg(long)]
+    pub slots: Option<usize>,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Where the runner keeps the token it got at registration.
+    #[arg(long, default_value = "./moat-runner")]
+    pub state_dir: PathBuf,
+    /// A CA certificate (PEM) to trust for the coordinator's HTTPS.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Runtime::new()?)
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async {
+                match term.as_mut() {
+                    Some(t) => { t.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
+        eprintln!("moat: shutting down");
+        token.cancel();
+    });
+}
+
+fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(())
+}
+
+fn report(result: anyhow::Result<()>) -> u8 {
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("moat: {e:#}");
+            1
+        }
+    }
+}
+
+pub fn up(args: UpArgs) -> u8 {
+    report(runtime().and_then(|rt| rt.block_on(up_async(args))))
+}
+
+pub fn server(args: ServerArgs) -> u8 {
+    report(runtime().and_then(|rt| rt.block_on(server_async(args))))
+}
+
+pub fn runner(args: RunnerArgs) -> u8 {
+    report(runtime().and_then(|rt| rt.block_on(runner_async(args))))
+}
+
+async fn start_coordinator(
+    data_dir: &Path,
+    database_url: &str,
+    public_url: String,
+    lease: Duration,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<App>> {
+    let store = store::connect(database_url)
+        .await
+        .with_context(|| format!("cannot open the database {database_url}"))?;
+    if let Some(token) = server::ensure_admin_token(&*store, data_dir).await? {
+        println!(
+            "moat: admin token (shown once; also in {}): {token}",
+            data_dir.join("admin-token").display()
+        );
+    }
+    let mut config = Config::new(data_dir.to_path_buf(), public_url);
+    config.lease = lease;
+    config.heartbeat = (lease / 6).max(Duration::from_millis(200));
+    let app = App::new(store, config);
+    app.start(shutdown.clone()).await?;
+    Ok(app)
+}
+
+fn sqlite_url(data_dir: &Path) -> String {
+    format!("sqlite://{}", data_dir.join("moat.db").display())
+}
+
+async fn server_async(args: ServerArgs) -> anyhow::Result<()> {
+    prepare_data_dir(&args.data_dir)?;
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let tls = args
+        .tls_cert
+        .clone()
+        .zip(args.tls_key.clone())
+        .map(|(cert, key)| Tls { cert, key });
+    let listener = server::bind(args.listen)?;
+    let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let public = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{addr}"));
+    let url = args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| sqlite_url(&args.data_dir));
+    let app = start_coordinator(
+        &args.data_dir,
+        &url,
+        public,
+        Duration::from_secs(args.lease_secs.max(1)),
+        &shutdown,
+    )
+    .await?;
+    println!(
+        "moat: coordinator listening on {scheme}://{addr} ({} store)",
+        app.store.backend()
+    );
+    server::serve(app, listener, tls, shutdown).await
+}
+
+/// The token of the embedded runner, created on first start and kept in the data directory.
+async fn embedded_runner_token(app: &App, data_dir: &Path, slots: usize) -> anyhow::Result<String> {
+    let path = data_dir.join("embedded-runner-token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        let token = token.trim().to_string();
+        if app
+            .store
+            .runner_by_token(&tokens::hash(&token))
+            .await?
+            .is_some()
+        {
+            return Ok(token);
+        }
+    }
+    let token = tokens::generate(tokens::RUNNER_PREFIX);
+    app.store
+        .create_runner("embedded", &tokens::hash(&token), slots as i64)
+        .await?;
+    server::write_secret_file(&path, &token)?;
+    Ok(token)
+}
+
+async fn up_async(args: UpArgs) -> anyhow::Result<()> {
+    prepare_data_dir(&args.data_dir)?;
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let listener = server::bind(args.listen)?;
+    let addr = listener.local_addr()?;
+    let base = format!("http://{addr}");
+    let public = args.public_url.clone().unwrap_or_else(|| base.clone());
+    let app = start_coordinator(
+        &args.data_dir,
+        &sqlite_url(&args.data_dir),
+        public,
+        Duration::from_secs(30),
+        &shutdown,
+    )
+    .await?;
+    let slots = args.slots.unwrap_or_else(cpus).max(1);
+    let serve = tokio::spawn(server::serve(app.clone(), listener, None, shutdown.clone()));
+    println!("moat: up at {base} (data in {})", args.data_dir.display());
+
+    let mut agent_task = None;
+    match moat_runner::docker::connect().await {
+        Ok(docker) => {
+            let token = embedded_runner_token(&app, &args.data_dir, slots).await?;
+            let client = agent::Client::new(server::http_client(None)?, &base, &token);
+            let engine = Arc::new(Engine::new(docker, EngineConfig::default()));
+            let agent = Agent::new(
+                client,
+                engine,
+                AgentConfig {
+                    slots,
+                    ..AgentConfig::default()
+                },
+            );
+            println!("moat: embedded runner with {slots} slot(s)");
+            let stop = shutdown.clone();
+            agent_task = Some(tokio::spawn(agent.run(stop)));
+        }
+        Err(e) => eprintln!(
+            "moat: warning: no embedded runner ({e}); jobs wait for a remote `moat runner`"
+        ),
+    }
+
+    if args.demo {
+        match crate::demo::start(&app, &args.data_dir).await {
+            Ok(run) => crate::demo::follow(&app, run, &base, &shutdown).await,
+            Err(e) => eprintln!("moat: the demo could not start: {e:#}"),
+        }
+    }
+
+    let served = serve.await;
+    if let Some(t) = agent_task {
+        let _ = t.await;
+    }
+    served??;
+    Ok(())
+}
+
+async fn runner_async(args: RunnerArgs) -> anyhow::Result<()> {
+    let http = server::http_client(args.ca_cert.as_deref())?;
+    let slots = args.slots.unwrap_or_else(cpus).max(1);
+    let name = args.name.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "runner".to_string())
+    });
+    let saved = args.state_dir.join("runner-token");
+    let token = if args.token.starts_with(tokens::REGISTRATION_PREFIX) {
+        match std::fs::read_to_string(&saved) {
+            Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
+            _ => {
+                let reg = agent::register(&http, &args.server, &args.token, &name, slots as u32)
+                    .await
+                    .context("registration failed")?;
+                server::write_secret_file(&saved, &reg.token)?;
+                println!(
+                    "moat: registered as runner {} (token saved in {})",
+                    reg.runner_id,
+                    saved.display()
+                );
+                reg.token
+            }
+        }
+    } else {
+        args.token.clone()
+    };
+    let docker = moat_runner::docker::connect().await?;
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let engine = Arc::new(Engine::new(docker, EngineConfig::default()));
+    let agent = Agent::new(
+        agent::Client::new(http, &args.server, &token),
+        engine,
+        AgentConfig {
+            slots,
+            ..AgentConfig::default()
+        },
+    );
+    println!(
+        "moat: runner {name} with {slots} slot(s) polling {}",
+        args.server
+    );
+    agent.run(shutdown).await;
+    Ok(())
+}

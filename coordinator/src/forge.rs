@@ -1,0 +1,544 @@
+//! Webhooks from the forges: signature checks on the raw body (constant time, before any
+//! parsing), delivery ids, and the translation of GitHub, Gitea/Forgejo and GitLab payloads
+//! into the few events Moat acts on. Clone URLs are never taken from a payload.
+
+use hmac::{Hmac, Mac};
+use http::HeaderMap;
+use moat_pipelines::EventKind;
+use serde_json::Value;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::store::Forge;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WebhookError {
+    #[error("missing signature header")]
+    MissingSignature,
+    #[error("signature does not match")]
+    BadSignature,
+    #[error("malformed payload: {0}")]
+    Malformed(String),
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn hmac_matches(secret: &str, body: &[u8], hex_signature: &str) -> bool {
+    let Ok(expected) = hex::decode(hex_signature.trim()) else {
+        return false;
+    };
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => return false,
+    };
+    mac.update(body);
+    // `verify_slice` compares in constant time.
+    mac.verify_slice(&expected).is_ok()
+}
+
+/// Checks the delivery's signature with the repository's secret, on the raw body.
+pub fn verify(
+    forge: Forge,
+    headers: &HeaderMap,
+    body: &[u8],
+    secret: &str,
+) -> Result<(), WebhookError> {
+    match forge {
+        Forge::Github => {
+            let sig =
+                header(headers, "x-hub-signature-256").ok_or(WebhookError::MissingSignature)?;
+            let hex = sig
+                .strip_prefix("sha256=")
+                .ok_or(WebhookError::BadSignature)?;
+            hmac_matches(secret, body, hex)
+                .then_some(())
+                .ok_or(WebhookError::BadSignature)
+        }
+        Forge::Gitea => {
+            let sig = header(headers, "x-gitea-signature")
+                .or_else(|| header(headers, "x-forgejo-signature"))
+                .or_else(|| header(headers, "x-gogs-signature"))
+                .ok_or(WebhookError::MissingSignature)?;
+            hmac_matches(secret, body, sig.strip_prefix("sha256=").unwrap_or(sig))
+                .then_some(())
+                .ok_or(WebhookError::BadSignature)
+        }
+        Forge::Gitlab => {
+            // GitLab sends the shared secret itself; compare it in constant time.
+            let token = header(headers, "x-gitlab-token").ok_or(WebhookError::MissingSignature)?;
+            bool::from(token.as_bytes().ct_eq(secret.as_bytes()))
+                .then_some(())
+                .ok_or(WebhookError::BadSignature)
+        }
+    }
+}
+
+/// The forge's unique id of this delivery (redeliveries of the same event keep it).
+pub fn delivery_id(forge: Forge, headers: &HeaderMap) -> Option<String> {
+    let names: &[&str] = match forge {
+        Forge::Github => &["x-github-delivery"],
+        Forge::Gitea => &["x-gitea-delivery", "x-forgejo-delivery", "x-gogs-delivery"],
+        Forge::Gitlab => &[
+            "x-gitlab-event-uuid",
+            "x-gitlab-webhook-uuid",
+            "idempotency-key",
+        ],
+    };
+    names
+        .iter()
+        .find_map(|n| header(headers, n))
+        .map(|s| s.chars().take(200).collect())
+}
+
+/// The event name as the forge calls it (`push`, `pull_request`, `Push Hook`, …).
+pub fn event_name(forge: Forge, headers: &HeaderMap) -> Option<String> {
+    let names: &[&str] = match forge {
+        Forge::Github => &["x-github-event"],
+        Forge::Gitea => &["x-gitea-event", "x-forgejo-event", "x-gogs-event"],
+        Forge::Gitlab => &["x-gitlab-event"],
+    };
+    names
+        .iter()
+        .find_map(|n| header(headers, n))
+        .map(|s| s.chars().take(100).collect())
+}
+
+/// What a delivery asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    Ping,
+    /// Valid, but starts nothing (branch deletion, closed pull request, other events).
+    Ignored(String),
+    Trigger(Trigger),
+}
+
+/// An event that may start a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trigger {
+    pub kind: EventKind,
+    /// Pushed branch, or the source branch of a pull request.
+    pub branch: Option<String>,
+    /// Pull requests: the branch the change targets.
+    pub target_branch: Option<String>,
+    pub tag: Option<String>,
+    pub commit: String,
+    /// False for pull requests whose head lives in another repository (a fork).
+    pub trusted: bool,
+    pub actor: Option<String>,
+    /// Pull requests: the ref the forge keeps for the head commit (fetched when the commit is
+    /// not in the repository itself, as with forks).
+    pub fetch_ref: Option<String>,
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(p)?;
+    }
+    cur.as_str()
+}
+
+fn require<'a>(v: &'a Value, path: &[&str]) -> Result<&'a str, WebhookError> {
+    str_at(v, path).ok_or_else(|| WebhookError::Malformed(format!("missing {}", path.join("."))))
+}
+
+fn is_sha(s: &str) -> bool {
+    (7..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn commit(s: &str) -> Result<String, WebhookError> {
+    if is_sha(s) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(WebhookError::Malformed(format!("not a commit id: {s:?}")))
+    }
+}
+
+const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
+
+/// A push of `git_ref` to `after` (shared by GitHub and Gitea, and GitLab's push hooks).
+fn push(git_ref: &str, after: &str, actor: Option<String>) -> Result<Parsed, WebhookError> {
+    if after.chars().all(|c| c == '0') {
+        return Ok(Parsed::Ignored(format!("{git_ref} was deleted")));
+    }
+    let commit = commit(after)?;
+    if let Some(branch) = git_ref.strip_prefix("refs/heads/") {
+        Ok(Parsed::Trigger(Trigger {
+            kind: EventKind::Push,
+            branch: Some(branch.to_string()),
+            target_branch: None,
+            tag: None,
+            commit,
+            trusted: true,
+            actor,
+            fetch_ref: None,
+        }))
+    } else if let Some(tag) = git_ref.strip_prefix("refs/tags/") {
+        Ok(Parsed::Trigger(Trigger {
+            kind: EventKind::Tag,
+            branch: None,
+            target_branch: None,
+            tag: Some(tag.to_string()),
+            commit,
+            trusted: true,
+            actor,
+            fetch_ref: None,
+        }))
+    } else {
+        Ok(Parsed::Ignored(format!("push to {git_ref}")))
+    }
+}
+
+/// Reads a delivery's JSON body into what Moat acts on.
+pub fn parse(forge: Forge, event: &str, body: &[u8]) -> Result<Parsed, WebhookError> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
+    if !v.is_object() {
+        return Err(WebhookError::Malformed("expected a JSON object".into()));
+    }
+    match forge {
+        Forge::Github | Forge::Gitea => parse_github_like(forge, event, &v),
+        Forge::Gitlab => parse_gitlab(event, &v),
+    }
+}
+
+fn parse_github_like(forge: Forge, event: &str, v: &Value) -> Result<Parsed, WebhookError> {
+    match event {
+        "ping" => Ok(Parsed::Ping),
+        "push" => {
+            let actor = str_at(v, &["pusher", "name"])
+                .or_else(|| str_at(v, &["pusher", "login"]))
+                .or_else(|| str_at(v, &["sender", "login"]))
+                .map(str::to_string);
+            if v.get("deleted").and_then(Value::as_bool) == Some(true) {
+                return Ok(Parsed::Ignored("branch or tag deleted".into()));
+            }
+            push(require(v, &["ref"])?, require(v, &["after"])?, actor)
+        }
+        "pull_request" => {
+            let action = require(v, &["action"])?;
+            let starts = match forge {
+                Forge::Github => matches!(action, "opened" | "synchronize" | "reopened"),
+                _ => matches!(
+                    action,
+                    "opened" | "synchronize" | "synchronized" | "reopened"
+                ),
+            };
+            if !starts {
+                return Ok(Parsed::Ignored(format!("pull request {action}")));
+            }
+            let pr = v
+                .get("pull_request")
+                .ok_or_else(|| WebhookError::Malformed("missing pull_request".into()))?;
+            let head_repo = pr.get("head").and_then(|h| h.get("repo"));
+            let base_repo = pr.get("base").and_then(|b| b.get("repo"));
+            // A head in another repository (or one that no longer exists) is a fork.
+            let same_repo = match (head_repo, base_repo) {
+                (Some(h), Some(b)) if !h.is_null() && !b.is_null() => {
+                    h.get("id").is_some() && h.get("id") == b.get("id")
+                        || (h.get("id").is_none()
+                            && h.get("full_name").is_some()
+                            && h.get("full_name") == b.get("full_name"))
+                }
+                _ => false,
+            };
+            let number = v
+                .get("number")
+                .and_then(Value::as_i64)
+                .or_else(|| pr.get("number").and_then(Value::as_i64));
+            Ok(Parsed::Trigger(Trigger {
+                kind: EventKind::PullRequest,
+                branch: Some(require(pr, &["head", "ref"])?.to_string()),
+                target_branch: Some(require(pr, &["base", "ref"])?.to_string()),
+                tag: None,
+                commit: commit(require(pr, &["head", "sha"])?)?,
+                trusted: same_repo,
+                actor: str_at(v, &["sender", "login"]).map(str::to_string),
+                fetch_ref: number.map(|n| format!("refs/pull/{n}/head")),
+            }))
+        }
+        other => Ok(Parsed::Ignored(format!("{other} events start nothing"))),
+    }
+}
+
+fn parse_gitlab(event: &str, v: &Value) -> Result<Parsed, WebhookError> {
+    let kind = str_at(v, &["object_kind"]).unwrap_or(match event {
+        "Push Hook" => "push",
+        "Tag Push Hook" => "tag_push",
+        "Merge Request Hook" => "merge_request",
+        _ => "",
+    });
+    let actor = str_at(v, &["user_username"])
+        .or_else(|| str_at(v, &["user", "username"]))
+        .map(str::to_string);
+    match kind {
+        "push" | "tag_push" => {
+            let after = str_at(v, &["checkout_sha"])
+                .filter(|s| !s.is_empty())
+                .or_else(|| str_at(v, &["after"]))
+                .unwrap_or(ZERO_SHA);
+            push(require(v, &["ref"])?, after, actor)
+        }
+        "merge_request" => {
+            let attrs = v
+                .get("object_attributes")
+                .ok_or_else(|| WebhookError::Malformed("missing object_attributes".into()))?;
+            let action = str_at(attrs, &["action"]).unwrap_or("");
+            // An update without new commits (title, labels) starts nothing.
+            let new_commits = attrs.get("oldrev").is_some_and(|o| !o.is_null());
+            let starts = matches!(action, "open" | "reopen") || (action == "update" && new_commits);
+            if !starts {
+                return Ok(Parsed::Ignored(format!("merge request {action}")));
+            }
+            let source = attrs.get("source_project_id").and_then(Value::as_i64);
+            let target = attrs.get("target_project_id").and_then(Value::as_i64);
+            let iid = attrs.get("iid").and_then(Value::as_i64);
+            Ok(Parsed::Trigger(Trigger {
+                kind: EventKind::PullRequest,
+                branch: Some(require(attrs, &["source_branch"])?.to_string()),
+                target_branch: Some(require(attrs, &["target_branch"])?.to_string()),
+                tag: None,
+                commit: commit(require(attrs, &["last_commit", "id"])?)?,
+                trusted: source.is_some() && source == target,
+                actor,
+                fetch_ref: iid.map(|n| format!("refs/merge-requests/{n}/head")),
+            }))
+        }
+        "" => Err(WebhookError::Malformed("missing object_kind".into())),
+        other => Ok(Parsed::Ignored(format!("{other} events start nothing"))),
+    }
+}
+
+/// The signature GitHub would send for `body` (tests and tools use it to sign deliveries).
+pub fn github_signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn github_signatures() {
+        let body = br#"{"zen":"x"}"#;
+        let sig = github_signature("s3cret", body);
+        let h = headers(&[("x-hub-signature-256", &sig)]);
+        assert_eq!(verify(Forge::Github, &h, body, "s3cret"), Ok(()));
+        assert_eq!(
+            verify(Forge::Github, &h, body, "other"),
+            Err(WebhookError::BadSignature)
+        );
+        assert_eq!(
+            verify(Forge::Github, &h, b"{\"zen\":\"y\"}", "s3cret"),
+            Err(WebhookError::BadSignature)
+        );
+        assert_eq!(
+            verify(Forge::Github, &HeaderMap::new(), body, "s3cret"),
+            Err(WebhookError::MissingSignature)
+        );
+        let bare = headers(&[("x-hub-signature-256", sig.trim_start_matches("sha256="))]);
+        assert_eq!(
+            verify(Forge::Github, &bare, body, "s3cret"),
+            Err(WebhookError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn gitea_and_gitlab_signatures() {
+        let body = b"{}";
+        let sig = github_signature("k", body);
+        let hex = sig.trim_start_matches("sha256=");
+        assert_eq!(
+            verify(
+                Forge::Gitea,
+                &headers(&[("x-gitea-signature", hex)]),
+                body,
+                "k"
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            verify(
+                Forge::Gitea,
+                &headers(&[("x-forgejo-signature", hex)]),
+                body,
+                "k"
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            verify(
+                Forge::Gitlab,
+                &headers(&[("x-gitlab-token", "k")]),
+                body,
+                "k"
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            verify(
+                Forge::Gitlab,
+                &headers(&[("x-gitlab-token", "kk")]),
+                body,
+                "k"
+            ),
+            Err(WebhookError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn gitlab_events() {
+        let push = br#"{"object_kind":"push","ref":"refs/heads/main","checkout_sha":"da1560886d4f094c3e6c9ef40349f7d38b5d27d7","user_username":"jsmith"}"#;
+        match parse(Forge::Gitlab, "Push Hook", push).unwrap() {
+            Parsed::Trigger(t) => {
+                assert_eq!(t.kind, EventKind::Push);
+                assert_eq!(t.branch.as_deref(), Some("main"));
+                assert_eq!(t.actor.as_deref(), Some("jsmith"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let deleted = br#"{"object_kind":"push","ref":"refs/heads/x","before":"da1560886d4f094c3e6c9ef40349f7d38b5d27d7","after":"0000000000000000000000000000000000000000","checkout_sha":null}"#;
+        assert!(matches!(
+            parse(Forge::Gitlab, "Push Hook", deleted).unwrap(),
+            Parsed::Ignored(_)
+        ));
+        let mr = br#"{"object_kind":"merge_request","object_attributes":{"iid":3,"action":"open","source_branch":"feature","target_branch":"main","source_project_id":2,"target_project_id":1,"last_commit":{"id":"da1560886d4f094c3e6c9ef40349f7d38b5d27d7"}}}"#;
+        match parse(Forge::Gitlab, "Merge Request Hook", mr).unwrap() {
+            Parsed::Trigger(t) => {
+                assert_eq!(t.kind, EventKind::PullRequest);
+                assert!(!t.trusted, "a merge request from another project is a fork");
+                assert_eq!(t.fetch_ref.as_deref(), Some("refs/merge-requests/3/head"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_bodies() {
+        assert!(matches!(
+            parse(Forge::Github, "push", b"not json"),
+            Err(WebhookError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse(Forge::Github, "push", b"[]"),
+            Err(WebhookError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse(Forge::Github, "push", br#"{"ref":"refs/heads/main"}"#),
+            Err(WebhookError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse(
+                Forge::Github,
+                "push",
+                br#"{"ref":"refs/heads/main","after":"zzz"}"#
+            ),
+            Err(WebhookError::Malformed(_))
+        ));
+    }
+}
+
+#[cfg(test)]
+mod github_payloads {
+    //! The real GitHub payloads in tests/fixtures/webhooks/github.
+
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/webhooks/github")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn trigger(event: &str, name: &str) -> Trigger {
+        match parse(Forge::Github, event, &fixture(name)).unwrap() {
+            Parsed::Trigger(t) => t,
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn push_and_new_branch() {
+        for name in ["push/payload.json", "push/with-new-branch.payload.json"] {
+            let t = trigger("push", name);
+            assert_eq!(t.kind, EventKind::Push);
+            assert_eq!(t.branch.as_deref(), Some("master"));
+            assert_eq!(t.commit, "6113728f27ae82c7b1a177c8d03f9e96e0adf246");
+            assert!(t.trusted);
+            assert_eq!(t.actor.as_deref(), Some("Codertocat"));
+        }
+    }
+
+    #[test]
+    fn pull_requests() {
+        for name in [
+            "pull_request/opened.payload.json",
+            "pull_request/synchronize.payload.json",
+        ] {
+            let t = trigger("pull_request", name);
+            assert_eq!(t.kind, EventKind::PullRequest);
+            assert_eq!(t.branch.as_deref(), Some("changes"));
+            assert_eq!(t.target_branch.as_deref(), Some("master"));
+            assert!(t.trusted, "same repository: not a fork");
+            assert_eq!(t.fetch_ref.as_deref(), Some("refs/pull/2/head"));
+        }
+        assert!(matches!(
+            parse(
+                Forge::Github,
+                "pull_request",
+                &fixture("pull_request/closed.payload.json")
+            )
+            .unwrap(),
+            Parsed::Ignored(_)
+        ));
+    }
+
+    #[test]
+    fn forks_are_untrusted() {
+        let mut v: Value =
+            serde_json::from_slice(&fixture("pull_request/opened.payload.json")).unwrap();
+        v["pull_request"]["head"]["repo"]["id"] = Value::from(999_999);
+        v["pull_request"]["head"]["repo"]["full_name"] = Value::from("mallory/Hello-World");
+        let t = match parse(
+            Forge::Github,
+            "pull_request",
+            &serde_json::to_vec(&v).unwrap(),
+        )
+        .unwrap()
+        {
+            Parsed::Trigger(t) => t,
+            other => panic!("{other:?}"),
+        };
+        assert!(!t.trusted);
+    }
+
+    #[test]
+    fn ping_create_delete() {
+        assert_eq!(
+            parse(Forge::Github, "ping", &fixture("ping/payload.json")).unwrap(),
+            Parsed::Ping
+        );
+        assert!(matches!(
+            parse(Forge::Github, "create", &fixture("create/payload.json")).unwrap(),
+            Parsed::Ignored(_)
+        ));
+        assert!(matches!(
+            parse(Forge::Github, "delete", &fixture("delete/payload.json")).unwrap(),
+            Parsed::Ignored(_)
+        ));
+    }
+}

@@ -1,0 +1,203 @@
+//! Bare mirrors of the registered repositories in the data directory: fetched from the
+//! registered clone URL (never one from a payload) when an event arrives, then read at the exact
+//! commit of the event — the pipeline file and the source archive runners start from.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use tokio::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("git {op} failed: {detail}")]
+    Failed { op: String, detail: String },
+    #[error("commit {0} is not in the repository")]
+    MissingCommit(String),
+    #[error("cannot run git: {0}")]
+    Spawn(#[from] std::io::Error),
+}
+
+pub struct Mirrors {
+    root: PathBuf,
+    /// One fetch at a time per mirror: git's own locks would make concurrent fetches fail.
+    locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+fn check_commit(commit: &str) -> Result<(), GitError> {
+    if (7..=64).contains(&commit.len()) && commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(GitError::MissingCommit(commit.to_string()))
+    }
+}
+
+async fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>, GitError> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        // Never ask for credentials on a terminal, never read the user's config for hooks.
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    if !out.status.success() {
+        return Err(GitError::Failed {
+            op: args.first().copied().unwrap_or("").to_string(),
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(out.stdout)
+}
+
+impl Mirrors {
+    pub fn new(root: PathBuf) -> Self {
+        Mirrors {
+            root,
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn path(&self, repo_id: i64) -> PathBuf {
+        self.root.join(format!("{repo_id}.git"))
+    }
+
+    fn lock(&self, repo_id: i64) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .expect("mirror locks")
+            .entry(repo_id)
+            .or_default()
+            .clone()
+    }
+
+    async fn has_commit(&self, dir: &Path, commit: &str) -> bool {
+        git(dir, &["cat-file", "-e", &format!("{commit}^{{commit}}")])
+            .await
+            .is_ok()
+    }
+
+    /// Makes sure the mirror of `repo_id` has `commit`: fetches branches and tags from
+    /// `clone_url`, then the commit itself, then `extra_ref` (a pull request's head ref).
+    pub async fn fetch(
+        &self,
+        repo_id: i64,
+        clone_url: &str,
+        commit: &str,
+        extra_ref: Option<&str>,
+    ) -> Result<(), GitError> {
+        check_commit(commit)?;
+        let lock = self.lock(repo_id);
+        let _guard = lock.lock().await;
+        let dir = self.path(repo_id);
+        if !dir.join("HEAD").exists() {
+            tokio::fs::create_dir_all(&dir).await?;
+            git(&dir, &["init", "--quiet", "--bare"]).await?;
+        }
+        if self.has_commit(&dir, commit).await {
+            return Ok(());
+        }
+        // `--` keeps a URL that starts with a dash from being read as an option.
+        git(
+            &dir,
+            &[
+                "fetch",
+                "--quiet",
+                "--force",
+                "--",
+                clone_url,
+                "+refs/heads/*:refs/heads/*",
+                "+refs/tags/*:refs/tags/*",
+            ],
+        )
+        .await?;
+        if self.has_commit(&dir, commit).await {
+            return Ok(());
+        }
+        let _ = git(&dir, &["fetch", "--quiet", "--", clone_url, commit]).await;
+        if let Some(r) = extra_ref
+            && !self.has_commit(&dir, commit).await
+        {
+            let spec = format!("+{r}:refs/moat/fetched");
+            let _ = git(&dir, &["fetch", "--quiet", "--", clone_url, &spec]).await;
+        }
+        if self.has_commit(&dir, commit).await {
+            Ok(())
+        } else {
+            Err(GitError::MissingCommit(commit.to_string()))
+        }
+    }
+
+    /// The commit a branch of the mirror points to, after fetching it.
+    pub async fn resolve_branch(
+        &self,
+        repo_id: i64,
+        clone_url: &str,
+        branch: &str,
+    ) -> Result<String, GitError> {
+        let lock = self.lock(repo_id);
+        let _guard = lock.lock().await;
+        let dir = self.path(repo_id);
+        if !dir.join("HEAD").exists() {
+            tokio::fs::create_dir_all(&dir).await?;
+            git(&dir, &["init", "--quiet", "--bare"]).await?;
+        }
+        git(
+            &dir,
+            &[
+                "fetch",
+                "--quiet",
+                "--force",
+                "--",
+                clone_url,
+                "+refs/heads/*:refs/heads/*",
+                "+refs/tags/*:refs/tags/*",
+            ],
+        )
+        .await?;
+        let refname = format!("refs/heads/{branch}^{{commit}}");
+        let out = git(&dir, &["rev-parse", "--verify", "--quiet", &refname])
+            .await
+            .map_err(|_| GitError::Failed {
+                op: "rev-parse".into(),
+                detail: format!("no branch {branch:?}"),
+            })?;
+        Ok(String::from_utf8_lossy(&out).trim().to_string())
+    }
+
+    /// A file at `commit`, if it exists and is at most `max` bytes (`Err` when larger).
+    pub async fn read_file(
+        &self,
+        repo_id: i64,
+        commit: &str,
+        path: &str,
+        max: usize,
+    ) -> Result<Option<Vec<u8>>, GitError> {
+        check_commit(commit)?;
+        let dir = self.path(repo_id);
+        let object = format!("{commit}:{path}");
+        let size = match git(&dir, &["cat-file", "-s", &object]).await {
+            Ok(out) => String::from_utf8_lossy(&out)
+                .trim()
+                .parse::<usize>()
+                .unwrap_or(usize::MAX),
+            Err(_) => return Ok(None),
+        };
+        if size > max {
+            return Err(GitError::Failed {
+                op: "cat-file".into(),
+                detail: format!("{path} is {size} bytes; the limit is {max}"),
+            });
+        }
+        Ok(Some(git(&dir, &["cat-file", "blob", &object]).await?))
+    }
+
+    /// The tracked files at `commit` as a tar archive.
+    pub async fn archive(&self, repo_id: i64, commit: &str) -> Result<Vec<u8>, GitError> {
+        check_commit(commit)?;
+        git(&self.path(repo_id), &["archive", "--format=tar", commit]).await
+    }
+}

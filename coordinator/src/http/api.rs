@@ -1,0 +1,602 @@
+//! The REST API under `/api/v1`, for administrators (bearer admin tokens): repositories,
+//! runs with their stages, logs (paged and live), cancel, re-run, manual runs, runners,
+//! registration tokens and the audit trail.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::routing::{get, post};
+use futures_util::Stream;
+use moat_pipelines::EventKind;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Admin, ApiError, ApiResult};
+use crate::app::AppState;
+use crate::forge::Trigger;
+use crate::store::{
+    AuditEvent, Forge, Job, LogLine, NewRepository, Repository, Run, RunFilter, RunStatus, Runner,
+    StoreError, TokenKind, now_ms,
+};
+use crate::tokens;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/repos", get(list_repos).post(create_repo))
+        .route("/api/v1/repos/{repo}", get(get_repo).delete(delete_repo))
+        .route("/api/v1/repos/{repo}/runs", post(manual_run))
+        .route("/api/v1/runs", get(list_runs))
+        .route("/api/v1/runs/{id}", get(get_run))
+        .route("/api/v1/runs/{id}/logs", get(run_logs))
+        .route("/api/v1/runs/{id}/cancel", post(cancel_run))
+        .route("/api/v1/runs/{id}/rerun", post(rerun))
+        .route("/api/v1/runners", get(list_runners))
+        .route("/api/v1/runner-tokens", post(create_registration_token))
+        .route("/api/v1/audit", get(audit))
+}
+
+pub fn streaming_routes() -> Router<AppState> {
+    Router::new().route("/api/v1/runs/{id}/logs/stream", get(stream_logs))
+}
+
+#[derive(Serialize)]
+pub struct RepoView {
+    #[serde(flatten)]
+    pub repo: Repository,
+    pub webhook_url: String,
+    /// Only in the answer that created the repository: the secret is shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+}
+
+fn repo_view(state: &AppState, repo: Repository, secret: Option<String>) -> RepoView {
+    RepoView {
+        webhook_url: format!(
+            "{}/hooks/{}/{}",
+            state.config.public_url.trim_end_matches('/'),
+            repo.forge.as_str(),
+            repo.id
+        ),
+        repo,
+        webhook_secret: secret,
+    }
+}
+
+/// A repository by numeric id or by name.
+async fn find_repo(state: &AppState, key: &str) -> ApiResult<Repository> {
+    let found = match key.parse::<i64>() {
+        Ok(id) => state.store.get_repo(id).await,
+        Err(_) => state.store.get_repo_by_name(key).await,
+    };
+    found.map_err(|e| match e {
+        StoreError::NotFound => ApiError::not_found(format!("no repository {key:?}")),
+        other => other.into(),
+    })
+}
+
+async fn list_repos(State(state): State<AppState>, _: Admin) -> ApiResult<Json<Vec<RepoView>>> {
+    let repos = state.store.list_repos().await?;
+    Ok(Json(
+        repos
+            .into_iter()
+            .map(|r| repo_view(&state, r, None))
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRepo {
+    name: String,
+    clone_url: String,
+    #[serde(default)]
+    forge: Option<String>,
+    #[serde(default)]
+    webhook_secret: Option<String>,
+    #[serde(default)]
+    concurrency: Option<i64>,
+    #[serde(default)]
+    cancel_superseded: bool,
+    #[serde(default)]
+    protected_branches: Option<Vec<String>>,
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    (1..=100).contains(&name.len())
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && name.parse::<i64>().is_err()
+}
+
+/// Clone URLs reach `git` as an argument after `--`; still, refuse what no forge hands out:
+/// control characters, leading dashes, and transports that run commands (`ext::`).
+fn valid_clone_url(url: &str) -> bool {
+    let allowed_scheme = ["https://", "http://", "ssh://", "git://", "file://"]
+        .iter()
+        .any(|s| url.starts_with(s));
+    let scp_like = !url.contains("://") && url.contains('@') && url.contains(':');
+    let local_path = url.starts_with('/');
+    (1..=2048).contains(&url.len())
+        && !url.starts_with('-')
+        && !url.chars().any(|c| c.is_control() || c.is_whitespace())
+        && (allowed_scheme || scp_like || local_path)
+}
+
+async fn create_repo(
+    State(state): State<AppState>,
+    admin: Admin,
+    Json(req): Json<CreateRepo>,
+) -> ApiResult<(StatusCode, Json<RepoView>)> {
+    if !valid_name(&req.name) {
+        return Err(ApiError::bad_request(
+            "name: 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit, not only digits",
+        ));
+    }
+    if !valid_clone_url(&req.clone_url) {
+        return Err(ApiError::bad_request(
+            "clone_url: an https, http, ssh, git or file URL, user@host:path, or an absolute path",
+        ));
+    }
+    let forge = match req.forge.as_deref() {
+        None => Forge::Github,
+        Some(f) => Forge::parse(f)
+            .ok_or_else(|| ApiError::bad_request("forge: github, gitlab or gitea"))?,
+    };
+    if let Some(c) = req.concurrency
+        && !(1..=10_000).contains(&c)
+    {
+        return Err(ApiError::bad_request("concurrency: 1 to 10000"));
+    }
+    let secret = match req.webhook_secret {
+        Some(s) if (16..=256).contains(&s.len()) => s,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "webhook_secret: 16 to 256 characters (omit it to have one generated)",
+            ));
+        }
+        None => tokens::webhook_secret(),
+    };
+    let protected = req
+        .protected_branches
+        .unwrap_or_else(|| vec!["main".to_string(), "master".to_string()]);
+    for p in &protected {
+        moat_pipelines::pattern::Pattern::new(p)
+            .map_err(|e| ApiError::bad_request(format!("protected_branches: {p:?}: {e}")))?;
+    }
+    let repo = state
+        .store
+        .create_repo(NewRepository {
+            name: req.name.clone(),
+            clone_url: req.clone_url,
+            forge,
+            webhook_secret: secret.clone(),
+            concurrency: req.concurrency,
+            cancel_superseded: req.cancel_superseded,
+            protected_branches: protected,
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => {
+                ApiError::conflict(format!("a repository named {:?} exists", req.name))
+            }
+            other => other.into(),
+        })?;
+    state
+        .store
+        .audit(
+            &admin.actor(),
+            "repo.created",
+            None,
+            &json!({ "repo": repo.name, "id": repo.id }).to_string(),
+            now_ms(),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(repo_view(&state, repo, Some(secret))),
+    ))
+}
+
+async fn get_repo(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(key): Path<String>,
+) -> ApiResult<Json<RepoView>> {
+    let repo = find_repo(&state, &key).await?;
+    Ok(Json(repo_view(&state, repo, None)))
+}
+
+async fn delete_repo(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(key): Path<String>,
+) -> ApiResult<StatusCode> {
+    let repo = find_repo(&state, &key).await?;
+    state.store.delete_repo(repo.id).await?;
+    state
+        .store
+        .audit(
+            &admin.actor(),
+            "repo.deleted",
+            None,
+            &json!({ "repo": repo.name, "id": repo.id }).to_string(),
+            now_ms(),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManualRun {
+    branch: String,
+    #[serde(default)]
+    commit: Option<String>,
+}
+
+async fn manual_run(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(key): Path<String>,
+    Json(req): Json<ManualRun>,
+) -> ApiResult<(StatusCode, Json<RunView>)> {
+    let repo = find_repo(&state, &key).await?;
+    if req.branch.is_empty() || req.branch.len() > 255 || req.branch.starts_with('-') {
+        return Err(ApiError::bad_request("branch: a branch name"));
+    }
+    let commit = match req.commit {
+        Some(c) => c,
+        None => state
+            .mirrors
+            .resolve_branch(repo.id, &repo.clone_url, &req.branch)
+            .await
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+    };
+    let trigger = Trigger {
+        kind: EventKind::Manual,
+        branch: Some(req.branch),
+        target_branch: None,
+        tag: None,
+        commit,
+        trusted: true,
+        actor: Some(admin.actor()),
+        fetch_ref: None,
+    };
+    let run = state
+        .start_run(&repo, &trigger, "manual")
+        .await
+        .map_err(|e| ApiError::bad_request(format!("{e:#}")))?
+        .ok_or_else(|| ApiError::bad_request("the pipeline starts nothing for this event"))?;
+    state
+        .store
+        .audit(
+            &admin.actor(),
+            "run.manual",
+            Some(run.id),
+            &json!({ "repo": repo.name }).to_string(),
+            now_ms(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(run_view(&state, run).await?)))
+}
+
+#[derive(Serialize)]
+pub struct RunView {
+    #[serde(flatten)]
+    pub run: Run,
+    pub stages: Vec<Job>,
+}
+
+async fn run_view(state: &AppState, run: Run) -> ApiResult<RunView> {
+    let stages = state.store.jobs_of_run(run.id).await?;
+    Ok(RunView { run, stages })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunsQuery {
+    repo: Option<String>,
+    branch: Option<String>,
+    status: Option<String>,
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn list_runs(
+    State(state): State<AppState>,
+    _: Admin,
+    Query(q): Query<RunsQuery>,
+) -> ApiResult<Json<Vec<Run>>> {
+    let repo_id = match q.repo.as_deref() {
+        Some(key) => Some(find_repo(&state, key).await?.id),
+        None => None,
+    };
+    let status = match q.status.as_deref() {
+        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request("status: queued, running, passed, failed or cancelled")
+        })?),
+        None => None,
+    };
+    let filter = RunFilter {
+        repo_id,
+        branch: q.branch,
+        status,
+        before: q.before,
+        limit: q.limit.unwrap_or(50).clamp(1, 500),
+    };
+    Ok(Json(state.store.list_runs(&filter).await?))
+}
+
+async fn load_run(state: &AppState, id: i64) -> ApiResult<Run> {
+    state.store.get_run(id).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::not_found(format!("no run {id}")),
+        other => other.into(),
+    })
+}
+
+async fn get_run(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<RunView>> {
+    let run = load_run(&state, id).await?;
+    Ok(Json(run_view(&state, run).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn run_logs(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<i64>,
+    Query(q): Query<LogsQuery>,
+) -> ApiResult<Json<Vec<LogLine>>> {
+    load_run(&state, id).await?;
+    let lines = state
+        .store
+        .run_logs(
+            id,
+            q.after.unwrap_or(0),
+            q.limit.unwrap_or(1000).clamp(1, 10_000),
+        )
+        .await?;
+    Ok(Json(lines))
+}
+
+/// Server-sent events: every stored line of the run (`event: log`, JSON `LogLine`), then
+/// `event: end` with the run when it has finished and every line was sent.
+async fn stream_logs(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<i64>,
+    Query(q): Query<LogsQuery>,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    load_run(&state, id).await?;
+    struct Cursor {
+        state: AppState,
+        after: i64,
+        pending: std::collections::VecDeque<LogLine>,
+        done: bool,
+    }
+    let cursor = Cursor {
+        state,
+        after: q.after.unwrap_or(0),
+        pending: Default::default(),
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(cursor, move |mut c| async move {
+        loop {
+            if let Some(line) = c.pending.pop_front() {
+                c.after = line.id;
+                let event = SseEvent::default()
+                    .event("log")
+                    .id(line.id.to_string())
+                    .json_data(&line)
+                    .unwrap_or_default();
+                return Some((Ok(event), c));
+            }
+            if c.done {
+                return None;
+            }
+            let state = c.state.clone();
+            let notified = state.logs_written.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // Read the status before the lines: a run seen finished here has all its lines
+            // stored, so the next read is complete.
+            let run = state.store.get_run(id).await.ok();
+            match state.store.run_logs(id, c.after, 1000).await {
+                Ok(lines) if !lines.is_empty() => {
+                    c.pending.extend(lines);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(run.id = id, error = %e, "log stream read failed");
+                }
+            }
+            if let Some(run) = run
+                && run.status.is_finished()
+            {
+                c.done = true;
+                let event = SseEvent::default()
+                    .event("end")
+                    .json_data(&run)
+                    .unwrap_or_default();
+                return Some((Ok(event), c));
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CancelBody {
+    reason: Option<String>,
+}
+
+async fn cancel_run(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<i64>,
+    body: Option<Json<CancelBody>>,
+) -> ApiResult<Json<RunView>> {
+    let run = load_run(&state, id).await?;
+    if run.status.is_finished() {
+        return Err(ApiError::conflict(format!(
+            "run {id} already {}",
+            run.status.as_str()
+        )));
+    }
+    let reason = body
+        .and_then(|b| b.0.reason)
+        .map(|r| r.chars().take(500).collect::<String>())
+        .unwrap_or_else(|| format!("cancelled by {}", admin.actor()));
+    let run = state.store.cancel_run(id, &reason, now_ms()).await?;
+    state
+        .store
+        .audit(
+            &admin.actor(),
+            "run.cancelled",
+            Some(id),
+            &json!({ "reason": reason }).to_string(),
+            now_ms(),
+        )
+        .await?;
+    state.logs_written.notify_waiters();
+    Ok(Json(run_view(&state, run).await?))
+}
+
+async fn rerun(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<i64>,
+) -> ApiResult<(StatusCode, Json<RunView>)> {
+    let old = load_run(&state, id).await?;
+    let repo = state.store.get_repo(old.repo_id).await?;
+    let kind = EventKind::parse(&old.event)
+        .ok_or_else(|| ApiError::internal(format!("run {id} has event {:?}", old.event)))?;
+    let trigger = Trigger {
+        kind,
+        branch: old.branch.clone(),
+        target_branch: old.target_branch.clone(),
+        tag: old.tag.clone(),
+        commit: old.commit.clone(),
+        // A re-run keeps the trust of the original event: a fork's change stays untrusted.
+        trusted: old.trusted,
+        actor: Some(admin.actor()),
+        fetch_ref: None,
+    };
+    let run = state
+        .start_run(&repo, &trigger, "rerun")
+        .await
+        .map_err(|e| ApiError::bad_request(format!("{e:#}")))?
+        .ok_or_else(|| ApiError::bad_request("the pipeline starts nothing for this event"))?;
+    state
+        .store
+        .audit(
+            &admin.actor(),
+            "run.rerun",
+            Some(run.id),
+            &json!({ "of": id }).to_string(),
+            now_ms(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(run_view(&state, run).await?)))
+}
+
+async fn list_runners(State(state): State<AppState>, _: Admin) -> ApiResult<Json<Vec<Runner>>> {
+    Ok(Json(state.store.list_runners().await?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    description: Option<String>,
+}
+
+async fn create_registration_token(
+    State(state): State<AppState>,
+    admin: Admin,
+    body: Option<Json<TokenRequest>>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let description: String = body
+        .and_then(|b| b.0.description)
+        .unwrap_or_default()
+        .chars()
+        .take(200)
+        .collect();
+    let token = tokens::generate(tokens::REGISTRATION_PREFIX);
+    state
+        .store
+        .create_token(TokenKind::Registration, &tokens::hash(&token), &description)
+        .await?;
+    state
+        .store
+        .audit(
+            &admin.actor(),
+            "runner_token.created",
+            None,
+            &json!({ "description": description }).to_string(),
+            now_ms(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "token": token }))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    run: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn audit(
+    State(state): State<AppState>,
+    _: Admin,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Vec<AuditEvent>>> {
+    Ok(Json(
+        state
+            .store
+            .audit_events(q.run, q.limit.unwrap_or(100).clamp(1, 1000))
+            .await?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_urls() {
+        assert!(valid_name("web-app"));
+        assert!(valid_name("a.b_c"));
+        assert!(!valid_name("12"));
+        assert!(!valid_name("-x"));
+        assert!(!valid_name("a/b"));
+        assert!(valid_clone_url("https://github.com/o/r.git"));
+        assert!(valid_clone_url("file:///srv/git/r.git"));
+        assert!(valid_clone_url("git@github.com:o/r.git"));
+        assert!(valid_clone_url("/srv/git/r.git"));
+        assert!(!valid_clone_url("ext::sh -c touch% /tmp/pwned"));
+        assert!(!valid_clone_url("--upload-pack=evil"));
+        assert!(!valid_clone_url("https://x/\n"));
+    }
+}

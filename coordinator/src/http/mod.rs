@@ -1,0 +1,191 @@
+//! The coordinator's HTTP surface: webhooks (signed per repository), the REST API (admin
+//! bearer tokens), and the runner protocol (runner tokens). One error type renders every
+//! failure as `{"error": {"code", "message"}}`; internal details are logged, never sent.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use moat_runner::protocol::{ErrorBody, ErrorDetail};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+use crate::store::{Runner, StoreError, TokenKind};
+use crate::tokens;
+
+mod api;
+mod runner;
+mod webhooks;
+
+/// Largest JSON body of an API or runner request (log batches are the largest).
+pub const MAX_JSON_BODY: usize = 4 << 20;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// Logs the cause once; the client learns only that something went wrong on our side.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the coordinator's log",
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::not_found("not found"),
+            StoreError::Conflict(m) => ApiError::conflict(m),
+            StoreError::LeaseLost => {
+                ApiError::new(StatusCode::CONFLICT, "lease_lost", e.to_string())
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError::internal(format!("{e:#}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+        };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer TOKEN"))?
+        .trim();
+    if token.is_empty() || token.len() > tokens::MAX_TOKEN_LEN {
+        return Err(ApiError::unauthorized("invalid token"));
+    }
+    Ok(token)
+}
+
+/// An authenticated administrator (`Authorization: Bearer moat_a_…`).
+pub struct Admin {
+    pub token_id: i64,
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let token = bearer(parts)?;
+        match state.store.find_token(&tokens::hash(token)).await? {
+            Some(t) if t.kind == TokenKind::Admin => Ok(Admin { token_id: t.id }),
+            _ => Err(ApiError::unauthorized("invalid token")),
+        }
+    }
+}
+
+impl Admin {
+    /// How the audit trail names this caller.
+    pub fn actor(&self) -> String {
+        format!("admin-token:{}", self.token_id)
+    }
+}
+
+/// An authenticated runner (`Authorization: Bearer moat_r_…`).
+pub struct RunnerAuth(pub Runner);
+
+impl FromRequestParts<AppState> for RunnerAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let token = bearer(parts)?;
+        match state.store.runner_by_token(&tokens::hash(token)).await? {
+            Some(r) => Ok(RunnerAuth(r)),
+            None => Err(ApiError::unauthorized("invalid runner token")),
+        }
+    }
+}
+
+async fn fallback() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+/// The whole HTTP application. Long-lived routes (claims, live logs, snapshots) have their own
+/// time limits; everything else must answer within 60 s.
+pub fn router(state: AppState) -> Router {
+    let timed = Router::new()
+        .merge(api::routes())
+        .merge(runner::routes())
+        .merge(webhooks::routes(state.config.max_webhook_body))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(60),
+        ));
+    Router::new()
+        .merge(timed)
+        .merge(api::streaming_routes())
+        .merge(runner::streaming_routes(state.config.max_snapshot))
+        .fallback(fallback)
+        .layer(
+            ServiceBuilder::new()
+                .layer(TraceLayer::new_for_http())
+                .layer(CatchPanicLayer::custom(|_| {
+                    ApiError::internal("a request handler panicked").into_response()
+                }))
+                .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+                .layer(tower::limit::ConcurrencyLimitLayer::new(1024)),
+        )
+        .with_state(state)
+}

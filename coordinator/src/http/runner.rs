@@ -1,0 +1,395 @@
+//! The runner protocol (see `docs/runner-protocol.md`): registration with a one-time token,
+//! long-polled claims, heartbeats that carry cancellation, log batches, results, and the
+//! workspace archives that let any runner continue a run.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use futures_util::StreamExt;
+use moat_pipelines::PlannedStage;
+use moat_runner::protocol::*;
+use tokio::io::AsyncWriteExt;
+
+use super::{ApiError, ApiResult, RunnerAuth};
+use crate::app::AppState;
+use crate::store::{Claimed, Job, JobCompletion, JobOutcome, JobStatus, NewLogLine, now_ms};
+use crate::tokens;
+
+/// Longest a claim may wait for a job.
+const MAX_CLAIM_WAIT: Duration = Duration::from_secs(30);
+/// Log lines are cut to this many bytes.
+const MAX_LINE: usize = 64 << 10;
+const MAX_LINES_PER_BATCH: usize = 5000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(paths::REGISTER, post(register))
+        .route("/api/v1/runner/jobs/{id}/heartbeat", post(heartbeat))
+        .route("/api/v1/runner/jobs/{id}/logs", post(logs))
+        .route("/api/v1/runner/jobs/{id}/complete", post(complete))
+}
+
+/// Routes that may take long: claims wait for work, archives can be large.
+pub fn streaming_routes(max_snapshot: u64) -> Router<AppState> {
+    Router::new()
+        .route(paths::CLAIM, post(claim))
+        .route("/api/v1/runner/jobs/{id}/workspace", get(workspace))
+        .route(
+            "/api/v1/runner/jobs/{id}/snapshot",
+            put(snapshot).layer(DefaultBodyLimit::max(max_snapshot as usize)),
+        )
+}
+
+async fn register(
+    State(state): State<AppState>,
+    Json(req): Json<RegisterRequest>,
+) -> ApiResult<Json<RegisterResponse>> {
+    if req.token.len() > tokens::MAX_TOKEN_LEN
+        || !req.token.starts_with(tokens::REGISTRATION_PREFIX)
+        || !state
+            .store
+            .consume_registration_token(&tokens::hash(&req.token))
+            .await?
+    {
+        return Err(ApiError::unauthorized(
+            "invalid or already used registration token",
+        ));
+    }
+    let name: String = req.name.chars().take(100).collect();
+    let slots = i64::from(req.slots.clamp(1, 1024));
+    let token = tokens::generate(tokens::RUNNER_PREFIX);
+    let runner = state
+        .store
+        .create_runner(&name, &tokens::hash(&token), slots)
+        .await?;
+    state
+        .store
+        .audit(
+            &format!("runner:{}", runner.id),
+            "runner.registered",
+            None,
+            &serde_json::json!({ "name": name, "slots": slots }).to_string(),
+            now_ms(),
+        )
+        .await?;
+    tracing::info!(runner.id = runner.id, runner.name = %name, "runner registered");
+    Ok(Json(RegisterResponse {
+        runner_id: runner.id,
+        token,
+    }))
+}
+
+/// Turns a claimed job into what the runner executes.
+async fn assignment(state: &AppState, c: Claimed) -> ApiResult<JobAssignment> {
+    let mut stage: PlannedStage = serde_json::from_str(&c.job.spec)
+        .map_err(|e| ApiError::internal(format!("job {} has a corrupt spec: {e}", c.job.id)))?;
+    for (k, v) in stage.env.iter_mut() {
+        if k == "MOAT_RUN_ID" {
+            *v = c.run.id.to_string();
+        }
+    }
+    let jobs = state.store.jobs_of_run(c.run.id).await?;
+    let needs_jobs = c
+        .job
+        .needs
+        .iter()
+        .filter_map(|i| jobs.iter().find(|j| j.stage_index == *i).map(|j| j.id))
+        .collect();
+    let has_dependants = jobs.iter().any(|j| j.needs.contains(&c.job.stage_index));
+    Ok(JobAssignment {
+        job_id: c.job.id,
+        attempt: c.job.attempt,
+        run_id: c.run.id,
+        run_number: c.run.number,
+        repo: c.repo.name,
+        stage,
+        needs_jobs,
+        has_dependants,
+        lease_ms: state.config.lease.as_millis() as u64,
+        heartbeat_ms: state.config.heartbeat.as_millis() as u64,
+    })
+}
+
+async fn claim(
+    State(state): State<AppState>,
+    RunnerAuth(runner): RunnerAuth,
+    Json(req): Json<ClaimRequest>,
+) -> ApiResult<Json<ClaimResponse>> {
+    let now = now_ms();
+    state.store.touch_runner(runner.id, now).await?;
+    let mut release = Vec::new();
+    for run in req.held_runs.iter().take(1000) {
+        match state.store.get_run(*run).await {
+            Ok(r) if r.status.is_finished() => release.push(*run),
+            Ok(_) => {}
+            Err(crate::store::StoreError::NotFound) => release.push(*run),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let wait = Duration::from_millis(req.wait_ms).min(MAX_CLAIM_WAIT);
+    let deadline = tokio::time::Instant::now() + wait;
+    let lease = state.config.lease.as_millis() as i64;
+    loop {
+        // Register for wake-ups before looking, so a job stored in between is not missed.
+        let notified = state.jobs_ready.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Some(c) = state.store.claim_job(runner.id, now_ms(), lease).await? {
+            tracing::info!(
+                job.id = c.job.id,
+                run.id = c.run.id,
+                runner.id = runner.id,
+                "job claimed"
+            );
+            let job = assignment(&state, c).await?;
+            return Ok(Json(ClaimResponse {
+                job: Some(job),
+                release,
+            }));
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                return Ok(Json(ClaimResponse { job: None, release }));
+            }
+        }
+    }
+}
+
+/// The job, if `runner` holds it now.
+async fn held_job(state: &AppState, runner_id: i64, job_id: i64) -> ApiResult<Job> {
+    let job = state.store.get_job(job_id).await?;
+    if job.runner_id != Some(runner_id) || job.status != JobStatus::Running {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "lease_lost",
+            "this runner does not hold the job",
+        ));
+    }
+    Ok(job)
+}
+
+async fn heartbeat(
+    State(state): State<AppState>,
+    RunnerAuth(runner): RunnerAuth,
+    Path(job_id): Path<i64>,
+) -> ApiResult<Json<HeartbeatResponse>> {
+    let now = now_ms();
+    state.store.touch_runner(runner.id, now).await?;
+    let reply = state
+        .store
+        .heartbeat(
+            job_id,
+            runner.id,
+            now,
+            state.config.lease.as_millis() as i64,
+        )
+        .await?;
+    Ok(Json(HeartbeatResponse {
+        cancel: reply.cancel_requested,
+    }))
+}
+
+async fn logs(
+    State(state): State<AppState>,
+    RunnerAuth(runner): RunnerAuth,
+    Path(job_id): Path<i64>,
+    Json(batch): Json<LogBatch>,
+) -> ApiResult<StatusCode> {
+    let job = held_job(&state, runner.id, job_id).await?;
+    if batch.attempt != job.attempt {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "lease_lost",
+            "logs of an earlier attempt",
+        ));
+    }
+    if batch.lines.len() > MAX_LINES_PER_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_LINES_PER_BATCH} lines per batch"
+        )));
+    }
+    let lines: Vec<NewLogLine> = batch
+        .lines
+        .into_iter()
+        .map(|l| {
+            let mut line = l.line;
+            if line.len() > MAX_LINE {
+                let mut cut = MAX_LINE;
+                while !line.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                line.truncate(cut);
+            }
+            let stream = match l.stream.as_str() {
+                "stdout" | "stderr" | "system" => l.stream,
+                _ => "stdout".to_string(),
+            };
+            NewLogLine {
+                seq: l.seq,
+                stream,
+                line,
+            }
+        })
+        .collect();
+    state
+        .store
+        .append_logs(job_id, job.attempt, &lines, now_ms())
+        .await?;
+    state.logs_written.notify_waiters();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn complete(
+    State(state): State<AppState>,
+    RunnerAuth(runner): RunnerAuth,
+    Path(job_id): Path<i64>,
+    Json(req): Json<CompleteRequest>,
+) -> ApiResult<StatusCode> {
+    let job = held_job(&state, runner.id, job_id).await?;
+    if req.attempt != job.attempt {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "lease_lost",
+            "result of an earlier attempt",
+        ));
+    }
+    let outcome = match req.outcome {
+        WireOutcome::Passed => JobOutcome::Passed,
+        WireOutcome::Failed => JobOutcome::Failed,
+        WireOutcome::Cancelled => JobOutcome::Cancelled,
+    };
+    let reason = req.reason.map(|r| r.chars().take(2000).collect());
+    state
+        .store
+        .complete_job(
+            job_id,
+            runner.id,
+            JobCompletion {
+                outcome,
+                exit_code: req.exit_code,
+                reason,
+            },
+            now_ms(),
+        )
+        .await?;
+    tracing::info!(job.id = job_id, run.id = job.run_id, outcome = ?req.outcome, duration_ms = req.duration_ms, "job completed");
+    state.jobs_ready.notify_waiters();
+    state.logs_written.notify_waiters();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Strips the two zero blocks that end a tar archive, so archives can be concatenated into one
+/// that extracts them in order (later files overwrite earlier ones).
+fn strip_tar_end(mut tar: Vec<u8>) -> Vec<u8> {
+    while tar.len() >= 512 && tar[tar.len() - 512..].iter().all(|&b| b == 0) {
+        tar.truncate(tar.len() - 512);
+    }
+    tar
+}
+
+/// The archive a job starts from: the source at the run's commit when it needs nothing,
+/// otherwise the snapshots its needs uploaded (a need without one contributes what it started
+/// from, recursively).
+async fn workspace(
+    State(state): State<AppState>,
+    RunnerAuth(runner): RunnerAuth,
+    Path(job_id): Path<i64>,
+) -> ApiResult<Response> {
+    let job = held_job(&state, runner.id, job_id).await?;
+    let run = state.store.get_run(job.run_id).await?;
+    let jobs = state.store.jobs_of_run(run.id).await?;
+    let mut parts: Vec<i64> = Vec::new();
+    let mut source = false;
+    let mut todo: Vec<i64> = job.needs.clone();
+    let mut seen = std::collections::HashSet::new();
+    if todo.is_empty() {
+        source = true;
+    }
+    while let Some(stage) = todo.pop() {
+        if !seen.insert(stage) {
+            continue;
+        }
+        let Some(need) = jobs.iter().find(|j| j.stage_index == stage) else {
+            continue;
+        };
+        if tokio::fs::try_exists(state.snapshot_path(need.id))
+            .await
+            .unwrap_or(false)
+        {
+            parts.push(need.stage_index);
+        } else if need.needs.is_empty() {
+            source = true;
+        } else {
+            todo.extend(need.needs.iter().copied());
+        }
+    }
+    parts.sort_unstable();
+    let mut archive = Vec::new();
+    if source {
+        let tar = state
+            .mirrors
+            .archive(run.repo_id, &run.commit)
+            .await
+            .map_err(ApiError::internal)?;
+        archive.extend(strip_tar_end(tar));
+    }
+    for stage in parts {
+        let need = jobs
+            .iter()
+            .find(|j| j.stage_index == stage)
+            .expect("collected above");
+        let tar = tokio::fs::read(state.snapshot_path(need.id))
+            .await
+            .map_err(ApiError::internal)?;
+        archive.extend(strip_tar_end(tar));
+    }
+    archive.extend_from_slice(&[0u8; 1024]);
+    Ok(([(header::CONTENT_TYPE, "application/x-tar")], archive).into_response())
+}
+
+async fn snapshot(
+    State(state): State<AppState>,
+    RunnerAuth(runner): RunnerAuth,
+    Path(job_id): Path<i64>,
+    body: Body,
+) -> ApiResult<StatusCode> {
+    held_job(&state, runner.id, job_id).await?;
+    let path = state.snapshot_path(job_id);
+    let tmp = path.with_extension(format!("tar.{}.part", std::process::id()));
+    let mut file = tokio::fs::File::create(&tmp)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut stream = body.into_data_stream();
+    let mut size: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("snapshot refused: {e}"),
+                ));
+            }
+        };
+        size += chunk.len() as u64;
+        if let Err(e) = file.write_all(&chunk).await {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(ApiError::internal(e));
+        }
+    }
+    file.sync_all().await.map_err(ApiError::internal)?;
+    tokio::fs::rename(&tmp, &path)
+        .await
+        .map_err(ApiError::internal)?;
+    tracing::debug!(job.id = job_id, size, "workspace snapshot stored");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,130 @@
+//! Serving the coordinator: the HTTP(S) listener, first-start initialisation of the admin
+//! token, and the embedded runner of `moat up`, which talks to the coordinator over the same
+//! HTTP protocol as a remote runner.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{App, AppState};
+use crate::store::{Store, TokenKind};
+use crate::tokens;
+
+/// Installs the process-wide TLS provider (ring) once; both the HTTPS server and the HTTP
+/// clients need it.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Writes a secret file readable by the owner only.
+pub fn write_secret_file(path: &Path, content: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(content.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// On first start (no admin token in the database) creates one, writes it to
+/// `<data_dir>/admin-token` (0600) and returns it so it can be shown; the database keeps only
+/// its hash.
+pub async fn ensure_admin_token(
+    store: &dyn Store,
+    data_dir: &Path,
+) -> anyhow::Result<Option<String>> {
+    if store.count_tokens(TokenKind::Admin).await? > 0 {
+        return Ok(None);
+    }
+    let token = tokens::generate(tokens::ADMIN_PREFIX);
+    store
+        .create_token(TokenKind::Admin, &tokens::hash(&token), "first start")
+        .await?;
+    write_secret_file(&data_dir.join("admin-token"), &token)?;
+    Ok(Some(token))
+}
+
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Serves `app` on `listener` until `shutdown`.
+pub async fn serve(
+    app: Arc<App>,
+    listener: std::net::TcpListener,
+    tls: Option<Tls>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let router = crate::http::router(AppState(app));
+    listener.set_nonblocking(true)?;
+    match tls {
+        None => {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await?;
+        }
+        Some(tls) => {
+            install_tls_provider();
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot load the TLS certificate {} and key {}",
+                        tls.cert.display(),
+                        tls.key.display()
+                    )
+                })?;
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                h.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+            });
+            axum_server::from_tcp_rustls(listener, config)
+                .handle(handle)
+                .serve(router.into_make_service())
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Binds `addr`, refusing clearly when it is taken.
+pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// An HTTP client for talking to a coordinator; `ca_cert` adds a trusted CA (for coordinators
+/// with self-signed certificates).
+pub fn http_client(ca_cert: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    install_tls_provider();
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .user_agent(concat!("moat/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = ca_cert {
+        let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        builder = builder.add_root_certificate(
+            reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("{} is not a PEM certificate", path.display()))?,
+        );
+    }
+    Ok(builder.build()?)
+}

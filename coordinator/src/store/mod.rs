@@ -1,0 +1,494 @@
+//! Durable state of the coordinator behind one trait, with SQLite (the embedded default, WAL)
+//! and Postgres implementations. Everything the scheduler decides — which job is ready, who
+//! holds it, what happens when a lease expires — happens inside store transactions, so several
+//! coordinators can share one Postgres and a killed process loses nothing.
+//!
+//! Times are milliseconds since the Unix epoch (`i64`) in both backends.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+mod sql;
+
+pub use sql::{PgStore, SqliteStore, connect};
+
+pub type Millis = i64;
+
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    /// The job is no longer held by this runner (its lease expired, or it was reassigned).
+    #[error("the job's lease is held by another runner or has expired")]
+    LeaseLost,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Forge {
+    Github,
+    Gitlab,
+    Gitea,
+}
+
+impl Forge {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Forge::Github => "github",
+            Forge::Gitlab => "gitlab",
+            Forge::Gitea => "gitea",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "github" => Forge::Github,
+            "gitlab" => Forge::Gitlab,
+            "gitea" | "forgejo" => Forge::Gitea,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repository {
+    pub id: i64,
+    pub name: String,
+    pub clone_url: String,
+    pub forge: Forge,
+    /// Most jobs of this repository running at once; `None` = no limit.
+    pub concurrency: Option<i64>,
+    /// A new push run cancels older unfinished runs of the same branch.
+    pub cancel_superseded: bool,
+    /// Branch patterns whose pushes are trusted for deploys (used by the gates).
+    pub protected_branches: Vec<String>,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewRepository {
+    pub name: String,
+    pub clone_url: String,
+    pub forge: Forge,
+    pub webhook_secret: String,
+    pub concurrency: Option<i64>,
+    pub cancel_superseded: bool,
+    pub protected_branches: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Created; no job claimed yet.
+    Queued,
+    Running,
+    Passed,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Passed => "passed",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => RunStatus::Queued,
+            "running" => RunStatus::Running,
+            "passed" => RunStatus::Passed,
+            "failed" => RunStatus::Failed,
+            "cancelled" => RunStatus::Cancelled,
+            _ => return None,
+        })
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Passed | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Waiting for its needs.
+    Pending,
+    /// Claimable.
+    Ready,
+    /// Held by a runner under a lease.
+    Running,
+    Passed,
+    Failed,
+    /// Not run: excluded by `when:`, or a need did not pass (see `reason`).
+    Skipped,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Ready => "ready",
+            JobStatus::Running => "running",
+            JobStatus::Passed => "passed",
+            JobStatus::Failed => "failed",
+            JobStatus::Skipped => "skipped",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => JobStatus::Pending,
+            "ready" => JobStatus::Ready,
+            "running" => JobStatus::Running,
+            "passed" => JobStatus::Passed,
+            "failed" => JobStatus::Failed,
+            "skipped" => JobStatus::Skipped,
+            "cancelled" => JobStatus::Cancelled,
+            _ => return None,
+        })
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Passed | JobStatus::Failed | JobStatus::Skipped | JobStatus::Cancelled
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run {
+    pub id: i64,
+    pub repo_id: i64,
+    pub repo_name: String,
+    /// 1, 2, 3… per repository.
+    pub number: i64,
+    pub status: RunStatus,
+    /// `push`, `pull_request`, `tag`, `manual`.
+    pub event: String,
+    pub branch: Option<String>,
+    pub target_branch: Option<String>,
+    pub tag: Option<String>,
+    pub commit: String,
+    /// False for pull requests from forks: they get no secrets and can never deploy.
+    pub trusted: bool,
+    /// `webhook`, `manual`, `rerun`.
+    pub trigger: String,
+    pub actor: Option<String>,
+    /// Why it failed or was cancelled.
+    pub reason: Option<String>,
+    pub created_at: Millis,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+}
+
+/// What a webhook or an API call asks to run; the jobs come from the plan.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub repo_id: i64,
+    pub event: String,
+    pub branch: Option<String>,
+    pub target_branch: Option<String>,
+    pub tag: Option<String>,
+    pub commit: String,
+    pub trusted: bool,
+    pub trigger: String,
+    pub actor: Option<String>,
+    /// Retries allowed per job after a lost lease.
+    pub max_retries: i64,
+    pub jobs: Vec<NewJob>,
+    /// A run that cannot start (e.g. invalid pipeline file): created already failed with this
+    /// reason and no jobs, so the failure is visible.
+    pub failed: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub stage_index: i64,
+    pub name: String,
+    /// Stage indices (within the run) this job waits for.
+    pub needs: Vec<i64>,
+    /// The planned stage as JSON, handed to the runner verbatim.
+    pub spec: String,
+    /// `Some(reason)`: excluded by `when:`; counts as satisfied for its dependants.
+    pub skip: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: i64,
+    pub run_id: i64,
+    pub repo_id: i64,
+    pub stage_index: i64,
+    pub name: String,
+    pub status: JobStatus,
+    pub needs: Vec<i64>,
+    #[serde(skip)]
+    pub spec: String,
+    /// How many times it was claimed.
+    pub attempt: i64,
+    pub max_retries: i64,
+    pub runner_id: Option<i64>,
+    pub lease_expires_at: Option<Millis>,
+    pub exit_code: Option<i64>,
+    pub reason: Option<String>,
+    /// True when excluded by `when:` (as opposed to skipped because a need failed).
+    pub when_skipped: bool,
+    pub cancel_requested: bool,
+    pub ready_at: Option<Millis>,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+}
+
+/// A job handed to a runner, with what it needs to execute it.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub job: Job,
+    pub run: Run,
+    pub repo: Repository,
+}
+
+/// How a runner says a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobOutcome {
+    Passed,
+    Failed,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobCompletion {
+    pub outcome: JobOutcome,
+    pub exit_code: Option<i64>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatReply {
+    pub cancel_requested: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Global order; pass the last one seen as `after` to get what came next.
+    pub id: i64,
+    pub job_id: i64,
+    pub attempt: i64,
+    /// Per job attempt, assigned by the runner; makes log uploads idempotent.
+    pub seq: i64,
+    /// `stdout`, `stderr`, `system`.
+    pub stream: String,
+    pub line: String,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewLogLine {
+    pub seq: i64,
+    pub stream: String,
+    pub line: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub repo_id: Option<i64>,
+    pub branch: Option<String>,
+    pub status: Option<RunStatus>,
+    /// Only runs with a smaller id (for paging); newest first.
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    Admin,
+    /// One-time: exchanged by `moat runner` for a runner token.
+    Registration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    pub id: i64,
+    pub kind: TokenKind,
+    pub description: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Runner {
+    pub id: i64,
+    pub name: String,
+    pub slots: i64,
+    pub created_at: Millis,
+    pub last_seen_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: i64,
+    pub repo_id: i64,
+    pub delivery_id: String,
+    pub event: String,
+    pub payload: Vec<u8>,
+    pub attempts: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub at: Millis,
+    pub actor: String,
+    pub action: String,
+    pub run_id: Option<i64>,
+    /// JSON.
+    pub detail: String,
+}
+
+/// Jobs whose lease expired, and what became of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    pub job_id: i64,
+    pub run_id: i64,
+    /// True: back to ready for another attempt; false: failed for good.
+    pub requeued: bool,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    // Tokens (admin and one-time registration). Only hashes are stored.
+    async fn create_token(&self, kind: TokenKind, hash: &[u8], description: &str) -> Result<Token>;
+    async fn find_token(&self, hash: &[u8]) -> Result<Option<Token>>;
+    /// Deletes a registration token and reports whether it existed: one use only.
+    async fn consume_registration_token(&self, hash: &[u8]) -> Result<bool>;
+    async fn count_tokens(&self, kind: TokenKind) -> Result<i64>;
+
+    // Runners.
+    async fn create_runner(&self, name: &str, token_hash: &[u8], slots: i64) -> Result<Runner>;
+    async fn runner_by_token(&self, hash: &[u8]) -> Result<Option<Runner>>;
+    async fn touch_runner(&self, runner_id: i64, now: Millis) -> Result<()>;
+    async fn list_runners(&self) -> Result<Vec<Runner>>;
+
+    // Repositories.
+    async fn create_repo(&self, repo: NewRepository) -> Result<Repository>;
+    async fn list_repos(&self) -> Result<Vec<Repository>>;
+    async fn get_repo(&self, id: i64) -> Result<Repository>;
+    async fn get_repo_by_name(&self, name: &str) -> Result<Repository>;
+    async fn delete_repo(&self, id: i64) -> Result<()>;
+    async fn webhook_secret(&self, repo_id: i64) -> Result<String>;
+
+    // Webhook deliveries: stored before the 202, processed asynchronously, at most once.
+    /// `None` when this repository already received a delivery with this id.
+    async fn insert_delivery(
+        &self,
+        repo_id: i64,
+        delivery_id: &str,
+        event: &str,
+        payload: &[u8],
+        now: Millis,
+    ) -> Result<Option<i64>>;
+    /// Takes the oldest unprocessed delivery for `lease_ms` (so another coordinator does not
+    /// process it at the same time; a crashed processor's delivery comes back after the lease).
+    async fn claim_delivery(&self, now: Millis, lease_ms: i64) -> Result<Option<Delivery>>;
+    async fn finish_delivery(&self, id: i64, error: Option<&str>, now: Millis) -> Result<()>;
+
+    // Runs and jobs.
+    /// Inserts the run and its jobs in one transaction: numbers the run, makes jobs without
+    /// needs ready, records `when:` skips, and when the repository cancels superseded runs,
+    /// cancels older unfinished runs of the same branch and event.
+    async fn create_run(&self, run: NewRun, now: Millis) -> Result<Run>;
+    async fn get_run(&self, id: i64) -> Result<Run>;
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;
+    async fn jobs_of_run(&self, run_id: i64) -> Result<Vec<Job>>;
+    async fn get_job(&self, id: i64) -> Result<Job>;
+    /// Unclaimed jobs are cancelled at once; running ones get `cancel_requested` (their runner
+    /// stops them and reports). Returns the run as it is afterwards.
+    async fn cancel_run(&self, run_id: i64, reason: &str, now: Millis) -> Result<Run>;
+
+    /// Claims one ready job for `runner_id`, fairly: the repository whose last claim is oldest
+    /// goes first, repositories at their concurrency limit are passed over, and within a
+    /// repository jobs of runs this runner already works on, then the oldest ready job.
+    async fn claim_job(
+        &self,
+        runner_id: i64,
+        now: Millis,
+        lease_ms: i64,
+    ) -> Result<Option<Claimed>>;
+    async fn heartbeat(
+        &self,
+        job_id: i64,
+        runner_id: i64,
+        now: Millis,
+        lease_ms: i64,
+    ) -> Result<HeartbeatReply>;
+    /// Records the end of a job held by `runner_id`, decides its dependants (ready, or skipped
+    /// because this one did not pass) and, when every job is decided, the run.
+    async fn complete_job(
+        &self,
+        job_id: i64,
+        runner_id: i64,
+        done: JobCompletion,
+        now: Millis,
+    ) -> Result<()>;
+    /// Running jobs whose lease expired: back to ready while retries remain, failed otherwise
+    /// (with the reason); cancel-requested ones become cancelled.
+    async fn expire_leases(&self, now: Millis) -> Result<Vec<Expired>>;
+    /// After a coordinator restart no runner could heartbeat while it was down: give every
+    /// running job at least `until` before it can expire.
+    async fn extend_leases(&self, until: Millis) -> Result<u64>;
+
+    // Logs.
+    /// Idempotent per (job, attempt, seq).
+    async fn append_logs(
+        &self,
+        job_id: i64,
+        attempt: i64,
+        lines: &[NewLogLine],
+        now: Millis,
+    ) -> Result<()>;
+    async fn run_logs(&self, run_id: i64, after: i64, limit: i64) -> Result<Vec<LogLine>>;
+    async fn job_logs(&self, job_id: i64, after: i64, limit: i64) -> Result<Vec<LogLine>>;
+
+    // Audit trail.
+    async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        run_id: Option<i64>,
+        detail: &str,
+        now: Millis,
+    ) -> Result<()>;
+    async fn audit_events(&self, run_id: Option<i64>, limit: i64) -> Result<Vec<AuditEvent>>;
+}

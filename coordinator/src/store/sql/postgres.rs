@@ -1,0 +1,133 @@
+//! Postgres backend: the connection pool, row locks (`FOR UPDATE`, `SKIP LOCKED`) and
+//! deadlock retries; everything else is in `shared.rs`.
+//!
+//! Several coordinators may share one database. Every write transaction that changes jobs
+//! first locks the row of their repository, so the repository row acts as a per-repository
+//! mutex: lock order is always repository → jobs → run, and no two transactions can wait on
+//! each other across repositories (each touches one). Claims skip repositories that are
+//! locked, so concurrent claimers spread over repositories instead of queueing on one.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Pool, Postgres, Transaction};
+
+use crate::store::{Result, StoreError};
+
+type Db = Postgres;
+type Conn = sqlx::PgConnection;
+type DbRow = sqlx::postgres::PgRow;
+type Backend = PgStore;
+
+const BACKEND_NAME: &str = "postgres";
+
+macro_rules! for_update {
+    () => {
+        " FOR UPDATE"
+    };
+}
+macro_rules! skip_locked {
+    () => {
+        " FOR UPDATE SKIP LOCKED"
+    };
+}
+// A sequence: concurrent claims must not serialise on a MAX() over the table.
+macro_rules! next_claim_seq {
+    () => {
+        "nextval('repo_claim_seq')"
+    };
+}
+
+#[path = "shared.rs"]
+mod shared;
+
+/// A store on a Postgres server, shareable by several coordinator processes.
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://…`) and applies the migrations (under the migrator's
+    /// advisory lock, so coordinators starting together do not race).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .test_before_acquire(false)
+            .connect(url)
+            .await?;
+        sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+        Ok(PgStore { pool })
+    }
+
+    /// Closes the pool's connections (tests drop their database afterwards).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn reader(&self) -> &Pool<Db> {
+        &self.pool
+    }
+
+    fn writer(&self) -> &Pool<Db> {
+        &self.pool
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Db>> {
+        Ok(self.pool.begin().await?)
+    }
+}
+
+/// Takes the repository's row lock for the rest of the transaction (see the module docs).
+async fn lock_repo(c: &mut Conn, repo_id: i64) -> Result<()> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM repos WHERE id = $1 FOR UPDATE")
+        .bind(repo_id)
+        .fetch_optional(&mut *c)
+        .await?;
+    found.map(|_| ()).ok_or(StoreError::NotFound)
+}
+
+/// Identity values are drawn before commit, so two transactions appending to one run could
+/// commit out of id order and a reader paging with `after` would miss the earlier id. One
+/// appender per run at a time keeps ids and commit order aligned within a run (and so within
+/// each of its jobs), which is all `run_logs` and `job_logs` page over.
+async fn lock_run_logs(c: &mut Conn, run_id: i64) -> Result<()> {
+    // A key space of its own, so this never collides with another advisory-lock user.
+    const LOG_LOCK_CLASS: i64 = 0x4d4f_4154 << 32; // "MOAT"
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(LOG_LOCK_CLASS ^ run_id)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+/// The repository whose turn it is (see the SQLite twin), locked for this transaction.
+/// Repositories locked by another claim or completion are skipped; only if every eligible one
+/// is locked do we wait for one, rather than report "no work" while work exists.
+async fn pick_repo(c: &mut Conn) -> Result<Option<i64>> {
+    macro_rules! pick {
+        () => {
+            "SELECT id FROM repos \
+             WHERE ready > 0 AND (concurrency IS NULL OR running < concurrency) \
+             ORDER BY claim_seq, id LIMIT 1"
+        };
+    }
+    let free: Option<i64> = sqlx::query_scalar(concat!(pick!(), " FOR UPDATE SKIP LOCKED"))
+        .fetch_optional(&mut *c)
+        .await?;
+    if free.is_some() {
+        return Ok(free);
+    }
+    Ok(sqlx::query_scalar(concat!(pick!(), " FOR UPDATE"))
+        .fetch_optional(&mut *c)
+        .await?)
+}
+
+/// Deadlocks and serialisation failures: the transaction was rolled back and may simply be
+/// run again.
+fn is_retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("40P01" | "40001")),
+        _ => false,
+    }
+}

@@ -1,0 +1,1321 @@
+//! Every query and the scheduling rules, shared by both backends. This file is compiled once
+//! inside each backend module (`#[path]`), which supplies `Db`, `Conn`, `DbRow`, `Backend`,
+//! `BACKEND_NAME`, the fragment macros `for_update!`, `skip_locked!`, `next_claim_seq!`, and
+//! the functions `lock_repo`, `lock_run_logs`, `pick_repo`, `is_retryable` plus the methods
+//! `reader`, `writer`, `begin_write` on `Backend`.
+//!
+//! SQL is written once: `$N` placeholders (SQLite accepts them), `TRUE`/`FALSE`, `RETURNING`
+//! and `ON CONFLICT … DO NOTHING` mean the same in both. Status words appear as literals, not
+//! parameters, because the partial indexes are keyed on them.
+//!
+//! Invariants every write keeps, in the transaction that changes a job's status:
+//! `repos.ready` / `repos.running` equal the number of the repository's jobs in that status
+//! (the claim reads the counters instead of counting), and the repository row is locked
+//! (`lock_repo`) before any of its jobs or runs change.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use sqlx::{QueryBuilder, Row};
+
+// The fragment macros (`for_update!` …) come from the backend module by textual scope.
+use super::{
+    BACKEND_NAME, Backend, Conn, Db, DbRow, is_retryable, lock_repo, lock_run_logs, pick_repo,
+};
+use crate::store::{
+    AuditEvent, Claimed, Delivery, Expired, Forge, HeartbeatReply, Job, JobCompletion, JobOutcome,
+    JobStatus, LogLine, Millis, NewJob, NewLogLine, NewRepository, NewRun, Repository, Result, Run,
+    RunFilter, RunStatus, Runner, Store, StoreError, Token, TokenKind,
+};
+
+/// Runs `$body` (an expression that may use `?`) in a write transaction bound to `$c`,
+/// committing on `Ok` and rolling back on `Err`. Postgres deadlocks and serialisation
+/// failures re-run the whole body, so it must only borrow its inputs.
+macro_rules! write_tx {
+    ($store:expr, |$c:ident| $body:expr) => {{
+        let mut retries = 0u32;
+        loop {
+            let mut tx = $store.begin_write().await?;
+            let outcome: Result<_> = async {
+                let $c: &mut Conn = &mut tx;
+                $body
+            }
+            .await;
+            let failure = match outcome {
+                Ok(value) => match tx.commit().await {
+                    Ok(()) => break Ok(value),
+                    Err(e) => e,
+                },
+                Err(StoreError::Database(e)) => {
+                    let _ = tx.rollback().await;
+                    e
+                }
+                Err(other) => {
+                    let _ = tx.rollback().await;
+                    break Err(other);
+                }
+            };
+            if retries < 5 && is_retryable(&failure) {
+                retries += 1;
+                continue;
+            }
+            break Err(StoreError::Database(failure));
+        }
+    }};
+}
+
+macro_rules! repo_cols {
+    () => {
+        "id, name, clone_url, forge, concurrency, cancel_superseded, protected_branches, created_at"
+    };
+}
+macro_rules! run_cols {
+    () => {
+        "r.id, r.repo_id, p.name AS repo_name, r.number, r.status, r.event, r.branch, \
+         r.target_branch, r.tag, r.commit_sha, r.trusted, r.trigger_kind, r.actor, r.reason, \
+         r.created_at, r.started_at, r.finished_at"
+    };
+}
+macro_rules! job_cols {
+    () => {
+        "id, run_id, repo_id, stage_index, name, status, needs, spec, attempt, max_retries, \
+         runner_id, lease_expires_at, exit_code, reason, when_skipped, cancel_requested, \
+         ready_at, started_at, finished_at"
+    };
+}
+macro_rules! log_cols {
+    () => {
+        "id, job_id, attempt, seq, stream, line, at_ms"
+    };
+}
+macro_rules! audit_cols {
+    () => {
+        "id, at_ms, actor, action, run_id, detail"
+    };
+}
+
+/// Default page size when a caller passes a non-positive limit.
+const DEFAULT_LIMIT: i64 = 100;
+/// Rows per multi-row INSERT of log lines (7 parameters each, well under SQLite's limit).
+const LOG_BATCH: usize = 500;
+
+fn limit_or_default(limit: i64) -> i64 {
+    if limit > 0 { limit } else { DEFAULT_LIMIT }
+}
+
+fn token_kind_str(kind: TokenKind) -> &'static str {
+    match kind {
+        TokenKind::Admin => "admin",
+        TokenKind::Registration => "registration",
+    }
+}
+
+fn corrupt(what: &str, value: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {value}"))
+}
+
+/// Maps constraint violations to the store's own errors.
+fn classify(e: sqlx::Error, conflict: impl FnOnce() -> String) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_unique_violation() {
+            return StoreError::Conflict(conflict());
+        }
+        if db.is_foreign_key_violation() {
+            return StoreError::NotFound;
+        }
+    }
+    StoreError::Database(e)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row mapping.
+
+fn repo_from_row(r: &DbRow) -> Result<Repository> {
+    let forge: String = r.try_get("forge")?;
+    let branches: String = r.try_get("protected_branches")?;
+    Ok(Repository {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        clone_url: r.try_get("clone_url")?,
+        forge: Forge::parse(&forge).ok_or_else(|| corrupt("forge", &forge))?,
+        concurrency: r.try_get("concurrency")?,
+        cancel_superseded: r.try_get("cancel_superseded")?,
+        protected_branches: serde_json::from_str(&branches)
+            .map_err(|e| corrupt("protected branches", e))?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn run_from_row(r: &DbRow) -> Result<Run> {
+    let status: String = r.try_get("status")?;
+    Ok(Run {
+        id: r.try_get("id")?,
+        repo_id: r.try_get("repo_id")?,
+        repo_name: r.try_get("repo_name")?,
+        number: r.try_get("number")?,
+        status: RunStatus::parse(&status).ok_or_else(|| corrupt("run status", &status))?,
+        event: r.try_get("event")?,
+        branch: r.try_get("branch")?,
+        target_branch: r.try_get("target_branch")?,
+        tag: r.try_get("tag")?,
+        commit: r.try_get("commit_sha")?,
+        trusted: r.try_get("trusted")?,
+        trigger: r.try_get("trigger_kind")?,
+        actor: r.try_get("actor")?,
+        reason: r.try_get("reason")?,
+        created_at: r.try_get("created_at")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+    })
+}
+
+fn job_from_row(r: &DbRow) -> Result<Job> {
+    let status: String = r.try_get("status")?;
+    let needs: String = r.try_get("needs")?;
+    Ok(Job {
+        id: r.try_get("id")?,
+        run_id: r.try_get("run_id")?,
+        repo_id: r.try_get("repo_id")?,
+        stage_index: r.try_get("stage_index")?,
+        name: r.try_get("name")?,
+        status: JobStatus::parse(&status).ok_or_else(|| corrupt("job status", &status))?,
+        needs: serde_json::from_str(&needs).map_err(|e| corrupt("job needs", e))?,
+        spec: r.try_get("spec")?,
+        attempt: r.try_get("attempt")?,
+        max_retries: r.try_get("max_retries")?,
+        runner_id: r.try_get("runner_id")?,
+        lease_expires_at: r.try_get("lease_expires_at")?,
+        exit_code: r.try_get("exit_code")?,
+        reason: r.try_get("reason")?,
+        when_skipped: r.try_get("when_skipped")?,
+        cancel_requested: r.try_get("cancel_requested")?,
+        ready_at: r.try_get("ready_at")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+    })
+}
+
+fn token_from_row(r: &DbRow) -> Result<Token> {
+    let kind: String = r.try_get("kind")?;
+    Ok(Token {
+        id: r.try_get("id")?,
+        kind: match kind.as_str() {
+            "admin" => TokenKind::Admin,
+            "registration" => TokenKind::Registration,
+            _ => return Err(corrupt("token kind", &kind)),
+        },
+        description: r.try_get("description")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn runner_from_row(r: &DbRow) -> Result<Runner> {
+    Ok(Runner {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        slots: r.try_get("slots")?,
+        created_at: r.try_get("created_at")?,
+        last_seen_at: r.try_get("last_seen_at")?,
+    })
+}
+
+fn log_from_row(r: &DbRow) -> Result<LogLine> {
+    Ok(LogLine {
+        id: r.try_get("id")?,
+        job_id: r.try_get("job_id")?,
+        attempt: r.try_get("attempt")?,
+        seq: r.try_get("seq")?,
+        stream: r.try_get("stream")?,
+        line: r.try_get("line")?,
+        at: r.try_get("at_ms")?,
+    })
+}
+
+fn audit_from_row(r: &DbRow) -> Result<AuditEvent> {
+    Ok(AuditEvent {
+        id: r.try_get("id")?,
+        at: r.try_get("at_ms")?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        run_id: r.try_get("run_id")?,
+        detail: r.try_get("detail")?,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads usable inside and outside transactions.
+
+async fn fetch_repo(c: &mut Conn, id: i64) -> Result<Repository> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        repo_cols!(),
+        " FROM repos WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    repo_from_row(&row)
+}
+
+async fn fetch_run(c: &mut Conn, id: i64) -> Result<Run> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        run_cols!(),
+        " FROM runs r JOIN repos p ON p.id = r.repo_id WHERE r.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    run_from_row(&row)
+}
+
+async fn fetch_job(c: &mut Conn, id: i64) -> Result<Job> {
+    let row = sqlx::query(concat!("SELECT ", job_cols!(), " FROM jobs WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    job_from_row(&row)
+}
+
+async fn job_repo(c: &mut Conn, job_id: i64) -> Result<i64> {
+    sqlx::query_scalar("SELECT repo_id FROM jobs WHERE id = $1")
+        .bind(job_id)
+        .fetch_optional(&mut *c)
+        .await?
+        .ok_or(StoreError::NotFound)
+}
+
+/// Applies deltas to the repository's `ready` / `running` counters.
+async fn adjust_counters(c: &mut Conn, repo_id: i64, ready: i64, running: i64) -> Result<()> {
+    if ready != 0 || running != 0 {
+        sqlx::query("UPDATE repos SET ready = ready + $2, running = running + $3 WHERE id = $1")
+            .bind(repo_id)
+            .bind(ready)
+            .bind(running)
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scheduling rules. Callers hold the repository lock.
+
+/// What `settle_run` needs to know about a job.
+struct JobState {
+    id: i64,
+    name: String,
+    status: JobStatus,
+    needs: Vec<i64>,
+    when_skipped: bool,
+}
+
+/// Brings a run up to date after any of its jobs changed: pending jobs whose needs are all
+/// decided become ready (every need passed or was excluded by `when:`) or skipped (naming the
+/// first need that did not pass), repeatedly, since a skip decides further dependants; and
+/// when every job is decided, the run gets its final status.
+async fn settle_run(c: &mut Conn, run_id: i64, repo_id: i64, now: Millis) -> Result<()> {
+    let rows = sqlx::query(
+        "SELECT id, stage_index, name, status, needs, when_skipped FROM jobs \
+         WHERE run_id = $1 ORDER BY stage_index",
+    )
+    .bind(run_id)
+    .fetch_all(&mut *c)
+    .await?;
+    let mut jobs = Vec::with_capacity(rows.len());
+    let mut by_stage = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let status: String = row.try_get("status")?;
+        let needs: String = row.try_get("needs")?;
+        by_stage.insert(row.try_get::<i64, _>("stage_index")?, jobs.len());
+        jobs.push(JobState {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            status: JobStatus::parse(&status).ok_or_else(|| corrupt("job status", &status))?,
+            needs: serde_json::from_str(&needs).map_err(|e| corrupt("job needs", e))?,
+            when_skipped: row.try_get("when_skipped")?,
+        });
+    }
+
+    let mut ready = Vec::new();
+    let mut skipped: Vec<(i64, String)> = Vec::new();
+    loop {
+        let mut changed = false;
+        for i in 0..jobs.len() {
+            if jobs[i].status != JobStatus::Pending {
+                continue;
+            }
+            let mut undecided = false;
+            let mut blocker: Option<String> = None;
+            for need in &jobs[i].needs {
+                // create_run refuses unknown needs, so a miss means the rows were tampered with.
+                let &j = by_stage
+                    .get(need)
+                    .ok_or_else(|| corrupt("job needs an unknown stage", need))?;
+                let dep = &jobs[j];
+                let why = match dep.status {
+                    JobStatus::Passed => continue,
+                    JobStatus::Skipped if dep.when_skipped => continue,
+                    JobStatus::Failed => "which failed",
+                    JobStatus::Cancelled => "which was cancelled",
+                    JobStatus::Skipped => "which was skipped",
+                    JobStatus::Pending | JobStatus::Ready | JobStatus::Running => {
+                        undecided = true;
+                        break;
+                    }
+                };
+                if blocker.is_none() {
+                    blocker = Some(format!("needs {}, {why}", dep.name));
+                }
+            }
+            if undecided {
+                continue;
+            }
+            changed = true;
+            match blocker {
+                None => {
+                    jobs[i].status = JobStatus::Ready;
+                    ready.push(jobs[i].id);
+                }
+                Some(reason) => {
+                    jobs[i].status = JobStatus::Skipped;
+                    skipped.push((jobs[i].id, reason));
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+
+    for id in &ready {
+        sqlx::query("UPDATE jobs SET status = 'ready', ready_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+    }
+    for (id, reason) in &skipped {
+        sqlx::query(
+            "UPDATE jobs SET status = 'skipped', reason = $2, finished_at = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(reason)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+    }
+    adjust_counters(c, repo_id, ready.len() as i64, 0).await?;
+
+    if jobs.iter().all(|j| j.status.is_finished()) {
+        finish_run(c, run_id, &jobs, now).await?;
+    }
+    Ok(())
+}
+
+/// Gives a run whose jobs are all decided its final status (once: finished runs are left be).
+async fn finish_run(c: &mut Conn, run_id: i64, jobs: &[JobState], now: Millis) -> Result<()> {
+    let cancelled: Option<bool> = sqlx::query_scalar(
+        "SELECT cancel_requested FROM runs WHERE id = $1 AND status IN ('queued', 'running')",
+    )
+    .bind(run_id)
+    .fetch_optional(&mut *c)
+    .await?;
+    let Some(cancelled) = cancelled else {
+        return Ok(());
+    };
+    let (status, reason) = if cancelled {
+        // Keep the reason given when the cancel was asked for.
+        (RunStatus::Cancelled, None)
+    } else if let Some(job) = jobs.iter().find(|j| j.status == JobStatus::Failed) {
+        (
+            RunStatus::Failed,
+            Some(format!("stage {} failed", job.name)),
+        )
+    } else if let Some(job) = jobs.iter().find(|j| j.status == JobStatus::Cancelled) {
+        (
+            RunStatus::Failed,
+            Some(format!("stage {} was cancelled", job.name)),
+        )
+    } else if let Some(job) = jobs
+        .iter()
+        .find(|j| j.status == JobStatus::Skipped && !j.when_skipped)
+    {
+        // Unreachable in practice (a skip has a failed or cancelled root), but never "passed".
+        (
+            RunStatus::Failed,
+            Some(format!("stage {} was skipped", job.name)),
+        )
+    } else {
+        (RunStatus::Passed, None)
+    };
+    sqlx::query(
+        "UPDATE runs SET status = $2, reason = COALESCE($3, reason), finished_at = $4 \
+         WHERE id = $1",
+    )
+    .bind(run_id)
+    .bind(status.as_str())
+    .bind(reason)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// Cancels a run's unclaimed jobs, flags its running ones, and settles it.
+async fn cancel_run_locked(
+    c: &mut Conn,
+    run_id: i64,
+    repo_id: i64,
+    reason: &str,
+    now: Millis,
+) -> Result<()> {
+    let was_ready = sqlx::query(
+        "UPDATE jobs SET status = 'cancelled', reason = $2, finished_at = $3 \
+         WHERE run_id = $1 AND status = 'ready'",
+    )
+    .bind(run_id)
+    .bind(reason)
+    .bind(now)
+    .execute(&mut *c)
+    .await?
+    .rows_affected();
+    sqlx::query(
+        "UPDATE jobs SET status = 'cancelled', reason = $2, finished_at = $3 \
+         WHERE run_id = $1 AND status = 'pending'",
+    )
+    .bind(run_id)
+    .bind(reason)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    sqlx::query(
+        "UPDATE jobs SET cancel_requested = TRUE, reason = $2 \
+         WHERE run_id = $1 AND status = 'running'",
+    )
+    .bind(run_id)
+    .bind(reason)
+    .execute(&mut *c)
+    .await?;
+    sqlx::query(
+        "UPDATE runs SET cancel_requested = TRUE, reason = $2 \
+         WHERE id = $1 AND status IN ('queued', 'running')",
+    )
+    .bind(run_id)
+    .bind(reason)
+    .execute(&mut *c)
+    .await?;
+    adjust_counters(c, repo_id, -(was_ready as i64), 0).await?;
+    settle_run(c, run_id, repo_id, now).await
+}
+
+/// Checks a plan before anything is written: unique stage indices, needs that exist.
+fn check_jobs(jobs: &[NewJob]) -> Result<()> {
+    let mut seen = HashMap::new();
+    for job in jobs {
+        if seen.insert(job.stage_index, &job.name).is_some() {
+            return Err(StoreError::Conflict(format!(
+                "two jobs have stage index {}",
+                job.stage_index
+            )));
+        }
+    }
+    for job in jobs {
+        if let Some(need) = job.needs.iter().find(|n| !seen.contains_key(n)) {
+            return Err(StoreError::Conflict(format!(
+                "job {} needs stage index {need}, which the run does not have",
+                job.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn create_run_tx(c: &mut Conn, run: &NewRun, now: Millis) -> Result<i64> {
+    if run.failed.is_none() {
+        check_jobs(&run.jobs)?;
+    }
+    // Numbering through the repository row is atomic and takes the repository lock first.
+    let row = sqlx::query(
+        "UPDATE repos SET run_counter = run_counter + 1 WHERE id = $1 \
+         RETURNING run_counter, cancel_superseded",
+    )
+    .bind(run.repo_id)
+    .fetch_optional(&mut *c)
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    let number: i64 = row.try_get("run_counter")?;
+    let cancel_superseded: bool = row.try_get("cancel_superseded")?;
+
+    let (status, finished_at) = match run.failed {
+        Some(_) => (RunStatus::Failed, Some(now)),
+        None => (RunStatus::Queued, None),
+    };
+    let run_id: i64 = sqlx::query_scalar(
+        "INSERT INTO runs (repo_id, number, status, event, branch, target_branch, tag, \
+         commit_sha, trusted, trigger_kind, actor, reason, created_at, finished_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+    )
+    .bind(run.repo_id)
+    .bind(number)
+    .bind(status.as_str())
+    .bind(&run.event)
+    .bind(&run.branch)
+    .bind(&run.target_branch)
+    .bind(&run.tag)
+    .bind(&run.commit)
+    .bind(run.trusted)
+    .bind(&run.trigger)
+    .bind(&run.actor)
+    .bind(&run.failed)
+    .bind(now)
+    .bind(finished_at)
+    .fetch_one(&mut *c)
+    .await?;
+
+    if run.failed.is_none() {
+        let mut ready = 0;
+        for job in &run.jobs {
+            let (status, ready_at, finished_at) = if job.skip.is_some() {
+                (JobStatus::Skipped, None, Some(now))
+            } else if job.needs.is_empty() {
+                ready += 1;
+                (JobStatus::Ready, Some(now), None)
+            } else {
+                (JobStatus::Pending, None, None)
+            };
+            let needs = serde_json::to_string(&job.needs).expect("a list of integers serialises");
+            sqlx::query(
+                "INSERT INTO jobs (run_id, repo_id, stage_index, name, status, needs, spec, \
+                 max_retries, reason, when_skipped, ready_at, finished_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(run_id)
+            .bind(run.repo_id)
+            .bind(job.stage_index)
+            .bind(&job.name)
+            .bind(status.as_str())
+            .bind(needs)
+            .bind(&job.spec)
+            .bind(run.max_retries)
+            .bind(&job.skip)
+            .bind(job.skip.is_some())
+            .bind(ready_at)
+            .bind(finished_at)
+            .execute(&mut *c)
+            .await?;
+        }
+        adjust_counters(c, run.repo_id, ready, 0).await?;
+        // Decides dependants of `when:` skips, and finishes a run with nothing to do.
+        settle_run(c, run_id, run.repo_id, now).await?;
+    }
+
+    if cancel_superseded && run.event == "push" {
+        if let Some(branch) = &run.branch {
+            let older: Vec<i64> = sqlx::query_scalar(
+                "SELECT id FROM runs WHERE repo_id = $1 AND event = $2 AND branch = $3 \
+                 AND status IN ('queued', 'running') AND id < $4 ORDER BY id",
+            )
+            .bind(run.repo_id)
+            .bind(&run.event)
+            .bind(branch)
+            .bind(run_id)
+            .fetch_all(&mut *c)
+            .await?;
+            let reason = format!("superseded by run #{number}");
+            for old in older {
+                cancel_run_locked(c, old, run.repo_id, &reason, now).await?;
+            }
+        }
+    }
+    Ok(run_id)
+}
+
+async fn claim_tx(
+    c: &mut Conn,
+    runner_id: i64,
+    now: Millis,
+    lease_ms: i64,
+) -> Result<Option<Claimed>> {
+    // A few rounds only in case a counter disagrees with the rows (it is repaired then).
+    for _ in 0..4 {
+        let Some(repo_id) = pick_repo(c).await? else {
+            return Ok(None);
+        };
+        // Affinity: a ready job of a run this runner already works on. Bounded by the
+        // repository's started, unfinished runs, not by its queue.
+        let mut job_id: Option<i64> = sqlx::query_scalar(
+            "SELECT j.id FROM runs r JOIN jobs j ON j.run_id = r.id \
+             WHERE r.repo_id = $1 AND r.status = 'running' AND j.status = 'ready' \
+             AND EXISTS (SELECT 1 FROM jobs k WHERE k.run_id = r.id AND k.runner_id = $2) \
+             ORDER BY j.ready_at, j.id LIMIT 1",
+        )
+        .bind(repo_id)
+        .bind(runner_id)
+        .fetch_optional(&mut *c)
+        .await?;
+        if job_id.is_none() {
+            // The head of the repository's queue, straight off the `jobs_ready` index.
+            job_id = sqlx::query_scalar(
+                "SELECT id FROM jobs WHERE repo_id = $1 AND status = 'ready' \
+                 ORDER BY ready_at, id LIMIT 1",
+            )
+            .bind(repo_id)
+            .fetch_optional(&mut *c)
+            .await?;
+        }
+        let Some(job_id) = job_id else {
+            sqlx::query(
+                "UPDATE repos SET ready = (SELECT COUNT(*) FROM jobs \
+                 WHERE jobs.repo_id = repos.id AND jobs.status = 'ready') WHERE id = $1",
+            )
+            .bind(repo_id)
+            .execute(&mut *c)
+            .await?;
+            continue;
+        };
+        let row = sqlx::query(concat!(
+            "UPDATE jobs SET status = 'running', runner_id = $2, attempt = attempt + 1, \
+             lease_expires_at = $3, started_at = $4, finished_at = NULL \
+             WHERE id = $1 AND status = 'ready' RETURNING ",
+            job_cols!()
+        ))
+        .bind(job_id)
+        .bind(runner_id)
+        .bind(now + lease_ms)
+        .bind(now)
+        .fetch_one(&mut *c)
+        .await?;
+        let job = job_from_row(&row)?;
+        sqlx::query(concat!(
+            "UPDATE repos SET ready = ready - 1, running = running + 1, last_claim_at = $2, \
+             claim_seq = ",
+            next_claim_seq!(),
+            " WHERE id = $1"
+        ))
+        .bind(repo_id)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+        sqlx::query(
+            "UPDATE runs SET status = 'running', started_at = $2 \
+             WHERE id = $1 AND status = 'queued'",
+        )
+        .bind(job.run_id)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+        let run = fetch_run(c, job.run_id).await?;
+        let repo = fetch_repo(c, repo_id).await?;
+        return Ok(Some(Claimed { job, run, repo }));
+    }
+    Ok(None)
+}
+
+async fn complete_tx(
+    c: &mut Conn,
+    job_id: i64,
+    runner_id: i64,
+    done: &JobCompletion,
+    now: Millis,
+) -> Result<()> {
+    let repo_id = job_repo(c, job_id).await?;
+    lock_repo(c, repo_id).await?;
+    let row = sqlx::query(concat!(
+        "SELECT run_id, status, runner_id, cancel_requested, reason FROM jobs WHERE id = $1",
+        for_update!()
+    ))
+    .bind(job_id)
+    .fetch_one(&mut *c)
+    .await?;
+    let status: String = row.try_get("status")?;
+    let holder: Option<i64> = row.try_get("runner_id")?;
+    if status != JobStatus::Running.as_str() || holder != Some(runner_id) {
+        return Err(StoreError::LeaseLost);
+    }
+    let run_id: i64 = row.try_get("run_id")?;
+    let cancel_requested: bool = row.try_get("cancel_requested")?;
+    let (status, reason) = if cancel_requested {
+        // Whatever the container did, the user asked for it to stop.
+        let asked: Option<String> = row.try_get("reason")?;
+        (JobStatus::Cancelled, done.reason.clone().or(asked))
+    } else {
+        let status = match done.outcome {
+            JobOutcome::Passed => JobStatus::Passed,
+            JobOutcome::Failed => JobStatus::Failed,
+            JobOutcome::Cancelled => JobStatus::Cancelled,
+        };
+        (status, done.reason.clone())
+    };
+    sqlx::query(
+        "UPDATE jobs SET status = $2, exit_code = $3, reason = $4, finished_at = $5, \
+         lease_expires_at = NULL WHERE id = $1",
+    )
+    .bind(job_id)
+    .bind(status.as_str())
+    .bind(done.exit_code)
+    .bind(reason)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    adjust_counters(c, repo_id, 0, -1).await?;
+    settle_run(c, run_id, repo_id, now).await
+}
+
+async fn expire_one_tx(c: &mut Conn, job_id: i64, now: Millis) -> Result<Option<Expired>> {
+    let repo_id = job_repo(c, job_id).await?;
+    lock_repo(c, repo_id).await?;
+    let row = sqlx::query(concat!(
+        "SELECT run_id, status, lease_expires_at, attempt, max_retries, cancel_requested \
+         FROM jobs WHERE id = $1",
+        for_update!()
+    ))
+    .bind(job_id)
+    .fetch_one(&mut *c)
+    .await?;
+    let status: String = row.try_get("status")?;
+    let lease: Option<Millis> = row.try_get("lease_expires_at")?;
+    // Re-checked under the lock: the runner may have reported or heartbeated meanwhile.
+    if status != JobStatus::Running.as_str() || lease.is_none_or(|l| l >= now) {
+        return Ok(None);
+    }
+    let run_id: i64 = row.try_get("run_id")?;
+    let attempt: i64 = row.try_get("attempt")?;
+    let max_retries: i64 = row.try_get("max_retries")?;
+    let cancel_requested: bool = row.try_get("cancel_requested")?;
+    let requeued = !cancel_requested && attempt <= max_retries;
+    if requeued {
+        sqlx::query(
+            "UPDATE jobs SET status = 'ready', runner_id = NULL, lease_expires_at = NULL, \
+             started_at = NULL, ready_at = $2, \
+             reason = 'runner lost (lease expired); retrying' WHERE id = $1",
+        )
+        .bind(job_id)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+        adjust_counters(c, repo_id, 1, -1).await?;
+    } else {
+        let (status, reason) = if cancel_requested {
+            (JobStatus::Cancelled, None)
+        } else {
+            let reason = format!("runner lost: lease expired after {attempt} attempts");
+            (JobStatus::Failed, Some(reason))
+        };
+        sqlx::query(
+            "UPDATE jobs SET status = $2, reason = COALESCE($3, reason), finished_at = $4, \
+             lease_expires_at = NULL WHERE id = $1",
+        )
+        .bind(job_id)
+        .bind(status.as_str())
+        .bind(reason)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+        adjust_counters(c, repo_id, 0, -1).await?;
+        settle_run(c, run_id, repo_id, now).await?;
+    }
+    Ok(Some(Expired {
+        job_id,
+        run_id,
+        requeued,
+    }))
+}
+
+async fn append_logs_tx(
+    c: &mut Conn,
+    job_id: i64,
+    attempt: i64,
+    lines: &[NewLogLine],
+    now: Millis,
+) -> Result<()> {
+    let run_id: i64 = sqlx::query_scalar("SELECT run_id FROM jobs WHERE id = $1")
+        .bind(job_id)
+        .fetch_optional(&mut *c)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    lock_run_logs(c, run_id).await?;
+    for chunk in lines.chunks(LOG_BATCH) {
+        let mut q = QueryBuilder::<Db>::new(
+            "INSERT INTO logs (job_id, run_id, attempt, seq, stream, line, at_ms) ",
+        );
+        q.push_values(chunk, |mut b, l| {
+            b.push_bind(job_id)
+                .push_bind(run_id)
+                .push_bind(attempt)
+                .push_bind(l.seq)
+                .push_bind(l.stream.clone())
+                .push_bind(l.line.clone())
+                .push_bind(now);
+        });
+        q.push(" ON CONFLICT (job_id, attempt, seq) DO NOTHING");
+        q.build().execute(&mut *c).await?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[async_trait]
+impl Store for Backend {
+    fn backend(&self) -> &'static str {
+        BACKEND_NAME
+    }
+
+    async fn create_token(&self, kind: TokenKind, hash: &[u8], description: &str) -> Result<Token> {
+        let row = sqlx::query(
+            "INSERT INTO tokens (kind, hash, description, created_at) VALUES ($1, $2, $3, $4) \
+             RETURNING id, kind, description, created_at",
+        )
+        .bind(token_kind_str(kind))
+        .bind(hash)
+        .bind(description)
+        .bind(crate::store::now_ms())
+        .fetch_one(self.writer())
+        .await
+        .map_err(|e| classify(e, || "a token with this hash already exists".into()))?;
+        token_from_row(&row)
+    }
+
+    async fn find_token(&self, hash: &[u8]) -> Result<Option<Token>> {
+        let row =
+            sqlx::query("SELECT id, kind, description, created_at FROM tokens WHERE hash = $1")
+                .bind(hash)
+                .fetch_optional(self.reader())
+                .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn consume_registration_token(&self, hash: &[u8]) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM tokens WHERE hash = $1 AND kind = 'registration'")
+            .bind(hash)
+            .execute(self.writer())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn count_tokens(&self, kind: TokenKind) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM tokens WHERE kind = $1")
+                .bind(token_kind_str(kind))
+                .fetch_one(self.reader())
+                .await?,
+        )
+    }
+
+    async fn create_runner(&self, name: &str, token_hash: &[u8], slots: i64) -> Result<Runner> {
+        let row = sqlx::query(
+            "INSERT INTO runners (name, token_hash, slots, created_at) VALUES ($1, $2, $3, $4) \
+             RETURNING id, name, slots, created_at, last_seen_at",
+        )
+        .bind(name)
+        .bind(token_hash)
+        .bind(slots)
+        .bind(crate::store::now_ms())
+        .fetch_one(self.writer())
+        .await
+        .map_err(|e| classify(e, || "a runner with this token already exists".into()))?;
+        runner_from_row(&row)
+    }
+
+    async fn runner_by_token(&self, hash: &[u8]) -> Result<Option<Runner>> {
+        let row = sqlx::query(
+            "SELECT id, name, slots, created_at, last_seen_at FROM runners WHERE token_hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(self.reader())
+        .await?;
+        row.as_ref().map(runner_from_row).transpose()
+    }
+
+    async fn touch_runner(&self, runner_id: i64, now: Millis) -> Result<()> {
+        let done = sqlx::query("UPDATE runners SET last_seen_at = $2 WHERE id = $1")
+            .bind(runner_id)
+            .bind(now)
+            .execute(self.writer())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn list_runners(&self) -> Result<Vec<Runner>> {
+        let rows = sqlx::query(
+            "SELECT id, name, slots, created_at, last_seen_at FROM runners ORDER BY id",
+        )
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(runner_from_row).collect()
+    }
+
+    async fn create_repo(&self, repo: NewRepository) -> Result<Repository> {
+        let branches = serde_json::to_string(&repo.protected_branches).expect("strings serialise");
+        let row = sqlx::query(concat!(
+            "INSERT INTO repos (name, clone_url, forge, webhook_secret, concurrency, \
+             cancel_superseded, protected_branches, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ",
+            repo_cols!()
+        ))
+        .bind(&repo.name)
+        .bind(&repo.clone_url)
+        .bind(repo.forge.as_str())
+        .bind(&repo.webhook_secret)
+        .bind(repo.concurrency)
+        .bind(repo.cancel_superseded)
+        .bind(branches)
+        .bind(crate::store::now_ms())
+        .fetch_one(self.writer())
+        .await
+        .map_err(|e| classify(e, || format!("repository {} already exists", repo.name)))?;
+        repo_from_row(&row)
+    }
+
+    async fn list_repos(&self) -> Result<Vec<Repository>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            repo_cols!(),
+            " FROM repos ORDER BY name"
+        ))
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(repo_from_row).collect()
+    }
+
+    async fn get_repo(&self, id: i64) -> Result<Repository> {
+        fetch_repo(&mut *self.reader().acquire().await?, id).await
+    }
+
+    async fn get_repo_by_name(&self, name: &str) -> Result<Repository> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            repo_cols!(),
+            " FROM repos WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(self.reader())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        repo_from_row(&row)
+    }
+
+    async fn delete_repo(&self, id: i64) -> Result<()> {
+        // Runs, jobs, logs and deliveries go with it (ON DELETE CASCADE).
+        let done = sqlx::query("DELETE FROM repos WHERE id = $1")
+            .bind(id)
+            .execute(self.writer())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn webhook_secret(&self, repo_id: i64) -> Result<String> {
+        sqlx::query_scalar("SELECT webhook_secret FROM repos WHERE id = $1")
+            .bind(repo_id)
+            .fetch_optional(self.reader())
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn insert_delivery(
+        &self,
+        repo_id: i64,
+        delivery_id: &str,
+        event: &str,
+        payload: &[u8],
+        now: Millis,
+    ) -> Result<Option<i64>> {
+        sqlx::query_scalar(
+            "INSERT INTO deliveries (repo_id, delivery_id, event, payload, received_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (repo_id, delivery_id) DO NOTHING RETURNING id",
+        )
+        .bind(repo_id)
+        .bind(delivery_id)
+        .bind(event)
+        .bind(payload)
+        .bind(now)
+        .fetch_optional(self.writer())
+        .await
+        .map_err(|e| classify(e, String::new))
+    }
+
+    async fn claim_delivery(&self, now: Millis, lease_ms: i64) -> Result<Option<Delivery>> {
+        let row = sqlx::query(concat!(
+            "UPDATE deliveries SET lease_until = $2, attempts = attempts + 1 \
+             WHERE id = (SELECT id FROM deliveries WHERE processed_at IS NULL \
+             AND (lease_until IS NULL OR lease_until <= $1) ORDER BY id LIMIT 1",
+            skip_locked!(),
+            ") RETURNING id, repo_id, delivery_id, event, payload, attempts"
+        ))
+        .bind(now)
+        .bind(now + lease_ms)
+        .fetch_optional(self.writer())
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(Delivery {
+            id: r.try_get("id")?,
+            repo_id: r.try_get("repo_id")?,
+            delivery_id: r.try_get("delivery_id")?,
+            event: r.try_get("event")?,
+            payload: r.try_get("payload")?,
+            attempts: r.try_get("attempts")?,
+        }))
+    }
+
+    async fn finish_delivery(&self, id: i64, error: Option<&str>, now: Millis) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET processed_at = $2, error = $3, lease_until = NULL WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(error)
+        .execute(self.writer())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn create_run(&self, run: NewRun, now: Millis) -> Result<Run> {
+        write_tx!(self, |c| {
+            let id = create_run_tx(c, &run, now).await?;
+            fetch_run(c, id).await
+        })
+    }
+
+    async fn get_run(&self, id: i64) -> Result<Run> {
+        fetch_run(&mut *self.reader().acquire().await?, id).await
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
+        let mut q = QueryBuilder::<Db>::new(concat!(
+            "SELECT ",
+            run_cols!(),
+            " FROM runs r JOIN repos p ON p.id = r.repo_id WHERE TRUE"
+        ));
+        if let Some(repo_id) = filter.repo_id {
+            q.push(" AND r.repo_id = ").push_bind(repo_id);
+        }
+        if let Some(branch) = &filter.branch {
+            q.push(" AND r.branch = ").push_bind(branch.clone());
+        }
+        if let Some(status) = filter.status {
+            q.push(" AND r.status = ").push_bind(status.as_str());
+        }
+        if let Some(before) = filter.before {
+            q.push(" AND r.id < ").push_bind(before);
+        }
+        q.push(" ORDER BY r.id DESC LIMIT ")
+            .push_bind(limit_or_default(filter.limit));
+        let rows = q.build().fetch_all(self.reader()).await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn jobs_of_run(&self, run_id: i64) -> Result<Vec<Job>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            job_cols!(),
+            " FROM jobs WHERE run_id = $1 ORDER BY stage_index"
+        ))
+        .bind(run_id)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn get_job(&self, id: i64) -> Result<Job> {
+        fetch_job(&mut *self.reader().acquire().await?, id).await
+    }
+
+    async fn cancel_run(&self, run_id: i64, reason: &str, now: Millis) -> Result<Run> {
+        write_tx!(self, |c| {
+            let run = fetch_run(c, run_id).await?;
+            if run.status.is_finished() {
+                return Ok(run);
+            }
+            lock_repo(c, run.repo_id).await?;
+            cancel_run_locked(c, run_id, run.repo_id, reason, now).await?;
+            fetch_run(c, run_id).await
+        })
+    }
+
+    async fn claim_job(
+        &self,
+        runner_id: i64,
+        now: Millis,
+        lease_ms: i64,
+    ) -> Result<Option<Claimed>> {
+        write_tx!(self, |c| claim_tx(c, runner_id, now, lease_ms).await)
+    }
+
+    async fn heartbeat(
+        &self,
+        job_id: i64,
+        runner_id: i64,
+        now: Millis,
+        lease_ms: i64,
+    ) -> Result<HeartbeatReply> {
+        let cancel_requested: Option<bool> = sqlx::query_scalar(
+            "UPDATE jobs SET lease_expires_at = $3 \
+             WHERE id = $1 AND runner_id = $2 AND status = 'running' \
+             RETURNING cancel_requested",
+        )
+        .bind(job_id)
+        .bind(runner_id)
+        .bind(now + lease_ms)
+        .fetch_optional(self.writer())
+        .await?;
+        match cancel_requested {
+            Some(cancel_requested) => Ok(HeartbeatReply { cancel_requested }),
+            None => Err(StoreError::LeaseLost),
+        }
+    }
+
+    async fn complete_job(
+        &self,
+        job_id: i64,
+        runner_id: i64,
+        done: JobCompletion,
+        now: Millis,
+    ) -> Result<()> {
+        write_tx!(self, |c| complete_tx(c, job_id, runner_id, &done, now)
+            .await)
+    }
+
+    async fn expire_leases(&self, now: Millis) -> Result<Vec<Expired>> {
+        let candidates: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at < $1 ORDER BY id",
+        )
+        .bind(now)
+        .fetch_all(self.reader())
+        .await?;
+        // One transaction per job: each locks only its own repository.
+        let mut expired = Vec::new();
+        for job_id in candidates {
+            let outcome = write_tx!(self, |c| expire_one_tx(c, job_id, now).await);
+            match outcome {
+                Ok(Some(e)) => expired.push(e),
+                // Reported meanwhile, or its repository was deleted.
+                Ok(None) | Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(expired)
+    }
+
+    async fn extend_leases(&self, until: Millis) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_expires_at = $1 \
+             WHERE status = 'running' AND lease_expires_at < $1",
+        )
+        .bind(until)
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn append_logs(
+        &self,
+        job_id: i64,
+        attempt: i64,
+        lines: &[NewLogLine],
+        now: Millis,
+    ) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        write_tx!(self, |c| append_logs_tx(c, job_id, attempt, lines, now)
+            .await)
+    }
+
+    async fn run_logs(&self, run_id: i64, after: i64, limit: i64) -> Result<Vec<LogLine>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            log_cols!(),
+            " FROM logs WHERE run_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(run_id)
+        .bind(after)
+        .bind(limit_or_default(limit))
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(log_from_row).collect()
+    }
+
+    async fn job_logs(&self, job_id: i64, after: i64, limit: i64) -> Result<Vec<LogLine>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            log_cols!(),
+            " FROM logs WHERE job_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(job_id)
+        .bind(after)
+        .bind(limit_or_default(limit))
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(log_from_row).collect()
+    }
+
+    async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        run_id: Option<i64>,
+        detail: &str,
+        now: Millis,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_events (at_ms, actor, action, run_id, detail) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(now)
+        .bind(actor)
+        .bind(action)
+        .bind(run_id)
+        .bind(detail)
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    /// The latest `limit` events (of one run, or of all), oldest first.
+    async fn audit_events(&self, run_id: Option<i64>, limit: i64) -> Result<Vec<AuditEvent>> {
+        let limit = limit_or_default(limit);
+        let rows = match run_id {
+            Some(run_id) => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    audit_cols!(),
+                    " FROM audit_events WHERE run_id = $1 ORDER BY id DESC LIMIT $2"
+                ))
+                .bind(run_id)
+                .bind(limit)
+                .fetch_all(self.reader())
+                .await?
+            }
+            None => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    audit_cols!(),
+                    " FROM audit_events ORDER BY id DESC LIMIT $1"
+                ))
+                .bind(limit)
+                .fetch_all(self.reader())
+                .await?
+            }
+        };
+        let mut events = rows
+            .iter()
+            .map(audit_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        events.reverse();
+        Ok(events)
+    }
+}

@@ -1,0 +1,141 @@
+//! SQLite backend: connection set-up (WAL, `synchronous=NORMAL`, foreign keys, busy timeout)
+//! and the statements SQLite spells differently; everything else is in `shared.rs`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Pool, Sqlite, Transaction};
+
+use crate::store::{Result, StoreError};
+
+type Db = Sqlite;
+type Conn = sqlx::SqliteConnection;
+type DbRow = sqlx::sqlite::SqliteRow;
+type Backend = SqliteStore;
+
+const BACKEND_NAME: &str = "sqlite";
+
+// SQLite has no row locks: a write transaction (`BEGIN IMMEDIATE`) owns the whole database.
+macro_rules! for_update {
+    () => {
+        ""
+    };
+}
+macro_rules! skip_locked {
+    () => {
+        ""
+    };
+}
+// Strictly increasing, so the fairness order is a clean round-robin even when several claims
+// fall in one millisecond. Served by the `repos_claim_seq` index.
+macro_rules! next_claim_seq {
+    () => {
+        "(SELECT COALESCE(MAX(claim_seq), 0) + 1 FROM repos)"
+    };
+}
+
+#[path = "shared.rs"]
+mod shared;
+
+/// The embedded store: one SQLite file in WAL mode.
+pub struct SqliteStore {
+    /// Readers run concurrently with the writer (WAL).
+    read: Pool<Sqlite>,
+    /// Exactly one connection: SQLite admits one writer at a time anyway, and queueing writers
+    /// on the pool (fair, async) is far cheaper than letting them collide on the file lock,
+    /// where SQLite's busy handler sleeps in steps of milliseconds.
+    write: Pool<Sqlite>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database named by `url` — `sqlite:PATH`,
+    /// `sqlite://PATH`, `sqlite::memory:` or a plain path — and applies the migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = if url.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(url)?
+        } else {
+            SqliteConnectOptions::new().filename(url)
+        };
+        Self::open(options).await
+    }
+
+    pub async fn open(options: SqliteConnectOptions) -> Result<Self> {
+        let in_memory = options
+            .get_filename()
+            .to_string_lossy()
+            .contains("sqlx-in-memory");
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(if in_memory {
+                SqliteJournalMode::Memory
+            } else {
+                SqliteJournalMode::Wal
+            })
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = |max: u32| {
+            SqlitePoolOptions::new()
+                .max_connections(max)
+                // Pinging a local file before every use buys nothing and costs a round trip to
+                // the connection's worker thread.
+                .test_before_acquire(false)
+        };
+        let write = pool(1).connect_with(options.clone()).await?;
+        sqlx::migrate!("../migrations/sqlite").run(&write).await?;
+        // An in-memory database lives as long as some connection to it: keep one pool.
+        let read = if in_memory {
+            write.clone()
+        } else {
+            pool(4).connect_with(options).await?
+        };
+        Ok(SqliteStore { read, write })
+    }
+
+    fn reader(&self) -> &Pool<Db> {
+        &self.read
+    }
+
+    fn writer(&self) -> &Pool<Db> {
+        &self.write
+    }
+
+    /// `BEGIN IMMEDIATE` takes the write lock up front: a deferred transaction that reads and
+    /// then writes fails with `SQLITE_BUSY` when another process wrote in between.
+    async fn begin_write(&self) -> Result<Transaction<'static, Db>> {
+        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+/// Nothing to do: the write transaction already excludes every other writer.
+async fn lock_repo(c: &mut Conn, repo_id: i64) -> Result<()> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM repos WHERE id = $1")
+        .bind(repo_id)
+        .fetch_optional(&mut *c)
+        .await?;
+    found.map(|_| ()).ok_or(StoreError::NotFound)
+}
+
+/// Log ids come from one writer, so they are committed in id order already.
+async fn lock_run_logs(_c: &mut Conn, _run_id: i64) -> Result<()> {
+    Ok(())
+}
+
+/// The repository whose turn it is: has ready jobs, is under its concurrency limit, and was
+/// served longest ago. Walks the partial index `repos_claimable`.
+async fn pick_repo(c: &mut Conn) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM repos \
+         WHERE ready > 0 AND (concurrency IS NULL OR running < concurrency) \
+         ORDER BY claim_seq, id LIMIT 1",
+    )
+    .fetch_optional(&mut *c)
+    .await?)
+}
+
+fn is_retryable(_e: &sqlx::Error) -> bool {
+    // Writers are serialised by the pool and `BEGIN IMMEDIATE`; a busy error means another
+    // process held the file past the busy timeout, which a retry would not cure quickly.
+    false
+}
