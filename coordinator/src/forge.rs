@@ -472,15 +472,36 @@ mod github_payloads {
     }
 
     #[test]
-    fn push_and_new_branch() {
-        for name in ["push/payload.json", "push/with-new-branch.payload.json"] {
-            let t = trigger("push", name);
-            assert_eq!(t.kind, EventKind::Push);
-            assert_eq!(t.branch.as_deref(), Some("master"));
-            assert_eq!(t.commit, "6113728f27ae82c7b1a177c8d03f9e96e0adf246");
-            assert!(t.trusted);
-            assert_eq!(t.actor.as_deref(), Some("Codertocat"));
-        }
+    fn push_creating_a_branch() {
+        let t = trigger("push", "push/with-new-branch.payload.json");
+        assert_eq!(t.kind, EventKind::Push);
+        assert_eq!(t.branch.as_deref(), Some("master"));
+        assert_eq!(t.commit, "6113728f27ae82c7b1a177c8d03f9e96e0adf246");
+        assert!(t.trusted);
+        assert_eq!(t.actor.as_deref(), Some("Codertocat"));
+    }
+
+    #[test]
+    fn tag_deletion_starts_nothing() {
+        // push/payload.json is the push GitHub sends when a tag is deleted.
+        assert!(matches!(
+            parse(Forge::Github, "push", &fixture("push/payload.json")).unwrap(),
+            Parsed::Ignored(_)
+        ));
+    }
+
+    #[test]
+    fn tag_push() {
+        let mut v: Value =
+            serde_json::from_slice(&fixture("push/with-new-branch.payload.json")).unwrap();
+        v["ref"] = Value::from("refs/tags/v1.2.3");
+        let t = match parse(Forge::Github, "push", &serde_json::to_vec(&v).unwrap()).unwrap() {
+            Parsed::Trigger(t) => t,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(t.kind, EventKind::Tag);
+        assert_eq!(t.tag.as_deref(), Some("v1.2.3"));
+        assert_eq!(t.branch, None);
     }
 
     #[test]

@@ -9,6 +9,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 mod sql;
+#[cfg(test)]
+mod tests;
 
 pub use sql::{PgStore, SqliteStore, connect};
 

@@ -1,0 +1,603 @@
+//! The coordinator end to end: `moat server` and two `moat runner` processes, signed GitHub
+//! webhooks for three local repositories, jobs executed in real containers, results and logs
+//! through the API — and what happens when a runner or the coordinator is killed. Runs on
+//! SQLite, and on Postgres when `MOAT_TEST_POSTGRES` is set.
+
+mod cluster;
+mod common;
+
+use std::time::Duration;
+
+use cluster::*;
+use common::*;
+use serde_json::{Value, json};
+
+fn two_stage_pipeline(image: &str, repo: &str) -> String {
+    format!(
+        r#"version: 1
+on:
+  push: {{ branches: [main] }}
+stages:
+  - name: build
+    kind: test
+    image: {image}
+    commands:
+      - echo "built {repo} at $MOAT_COMMIT" > out.txt
+      - echo "run $MOAT_RUN_ID"
+  - name: check
+    kind: test
+    image: {image}
+    commands:
+      - cat out.txt
+      - grep -q "built {repo}" out.txt
+      - echo "marker-{repo}"
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_repositories_two_runners_signed_pushes() {
+    let image = busybox_image();
+    let dir = TempDir::new("e2e-three");
+    let db = Db::fresh(dir.path()).await;
+    let coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
+    let api = coordinator.api();
+    let mut runners = Vec::new();
+    for i in 0..2 {
+        let token = api.registration_token().await;
+        runners.push(RunnerProc::start(
+            &coordinator,
+            &token,
+            &dir.path().join(format!("runner{i}")),
+            &format!("runner{i}"),
+            1,
+        ));
+    }
+
+    let mut repos = Vec::new();
+    for name in ["alpha", "beta", "gamma"] {
+        let origin = Origin::new(name, &[(".moat.yml", &two_stage_pipeline(image, name))]);
+        let (_, path, secret) = api.add_repo(name, &origin.url()).await;
+        repos.push((name, origin, path, secret));
+    }
+    for (i, (_, origin, path, secret)) in repos.iter().enumerate() {
+        let body = push_payload(
+            "main",
+            &origin.commit,
+            "https://github.com/evil/elsewhere.git",
+        );
+        let sig = github_signature(secret, &body);
+        let (status, v) = send_webhook(
+            &coordinator.base,
+            path,
+            "push",
+            &format!("delivery-{i}"),
+            Some(&sig),
+            body,
+        )
+        .await;
+        assert_eq!(status, 202, "{v}");
+    }
+
+    let mut runner_ids = std::collections::HashSet::new();
+    for (name, origin, _, _) in &repos {
+        let id = api.first_run(name, Duration::from_secs(30)).await;
+        let run = api.wait_run(id, Duration::from_secs(120), finished).await;
+        assert_eq!(run["status"], "passed", "{run:#}\n{}", coordinator.log());
+        assert_eq!(run["commit"], origin.commit.as_str());
+        assert_eq!(run["event"], "push");
+        assert_eq!(run["branch"], "main");
+        for s in ["build", "check"] {
+            assert_eq!(stage(&run, s)["status"], "passed", "{run:#}");
+            runner_ids.insert(stage(&run, s)["runner_id"].as_i64().unwrap());
+        }
+        let logs = api.logs(id).await;
+        assert!(logs.contains(&format!("marker-{name}")), "{logs}");
+        assert!(
+            logs.contains(&format!("built {name} at {}", origin.commit)),
+            "{logs}"
+        );
+        assert!(
+            logs.contains(&format!("run {id}")),
+            "MOAT_RUN_ID is the run's id: {logs}"
+        );
+    }
+    assert_eq!(runner_ids.len(), 2, "both runner processes executed jobs");
+
+    // Filters of the run list.
+    let alpha = api.get("/api/v1/runs?repo=alpha").await;
+    assert_eq!(alpha.as_array().unwrap().len(), 1);
+    let passed = api.get("/api/v1/runs?status=passed&branch=main").await;
+    assert_eq!(passed.as_array().unwrap().len(), 3);
+    let runners_view = api.get("/api/v1/runners").await;
+    assert_eq!(runners_view.as_array().unwrap().len(), 2);
+    assert_eq!(db.backend(), coordinator_backend(&coordinator).await);
+
+    // A replayed delivery is not run twice.
+    let (_, origin, path, secret) = &repos[0];
+    let body = push_payload("main", &origin.commit, "x");
+    let sig = github_signature(secret, &body);
+    let (status, v) = send_webhook(
+        &coordinator.base,
+        path,
+        "push",
+        "delivery-0",
+        Some(&sig),
+        body,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "duplicate");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(api.runs_of("alpha").await.len(), 1);
+}
+
+async fn coordinator_backend(c: &Coordinator) -> &'static str {
+    if c.log().contains("postgres")
+        || std::env::var("MOAT_TEST_POSTGRES").is_ok_and(|v| !v.is_empty())
+    {
+        "postgres"
+    } else {
+        "sqlite"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn webhook_status_codes() {
+    let dir = TempDir::new("e2e-hooks");
+    let db = Db::fresh(dir.path()).await;
+    let coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
+    let api = coordinator.api();
+    let origin = Origin::new(
+        "hooks",
+        &[(
+            ".moat.yml",
+            "version: 1\nstages:\n  - name: t\n    kind: test\n    image: x\n",
+        )],
+    );
+    let (_, path, secret) = api.add_repo("hooks", &origin.url()).await;
+    let base = &coordinator.base;
+    let body = push_payload("main", &origin.commit, "x");
+
+    // Bad, missing and malformed signatures.
+    let (status, v) =
+        send_webhook(base, &path, "push", "d1", Some("sha256=00"), body.clone()).await;
+    assert_eq!(status, 401, "{v}");
+    assert_eq!(v["error"]["code"], "unauthorized");
+    let wrong = github_signature("not-the-secret", &body);
+    assert_eq!(
+        send_webhook(base, &path, "push", "d1", Some(&wrong), body.clone())
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        send_webhook(base, &path, "push", "d1", None, body.clone())
+            .await
+            .0,
+        401
+    );
+    // A body changed after signing.
+    let sig = github_signature(&secret, &body);
+    let mut tampered = body.clone();
+    tampered.push(b' ');
+    assert_eq!(
+        send_webhook(base, &path, "push", "d1", Some(&sig), tampered)
+            .await
+            .0,
+        401
+    );
+
+    // Oversized: refused before anything else.
+    let big = vec![b' '; 11 << 20];
+    let (status, v) = send_webhook(
+        base,
+        &path,
+        "push",
+        "d2",
+        Some(&github_signature(&secret, &big)),
+        big,
+    )
+    .await;
+    assert_eq!(status, 413, "{v}");
+
+    // Malformed JSON, correctly signed.
+    let junk = b"{not json".to_vec();
+    let (status, v) = send_webhook(
+        base,
+        &path,
+        "push",
+        "d3",
+        Some(&github_signature(&secret, &junk)),
+        junk,
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["code"], "bad_request");
+
+    // Ping, branch deletion and other events start nothing.
+    let ping =
+        std::fs::read(tests_dir().join("fixtures/webhooks/github/ping/payload.json")).unwrap();
+    let (status, v) = send_webhook(
+        base,
+        &path,
+        "ping",
+        "d4",
+        Some(&github_signature(&secret, &ping)),
+        ping,
+    )
+    .await;
+    assert_eq!((status, v["status"].clone()), (200, json!("pong")));
+    let deleted =
+        std::fs::read(tests_dir().join("fixtures/webhooks/github/push/payload.json")).unwrap();
+    let (status, v) = send_webhook(
+        base,
+        &path,
+        "push",
+        "d5",
+        Some(&github_signature(&secret, &deleted)),
+        deleted,
+    )
+    .await;
+    assert_eq!((status, v["status"].clone()), (200, json!("ignored")));
+    let create =
+        std::fs::read(tests_dir().join("fixtures/webhooks/github/create/payload.json")).unwrap();
+    let (status, _) = send_webhook(
+        base,
+        &path,
+        "create",
+        "d6",
+        Some(&github_signature(&secret, &create)),
+        create,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // Unknown repository, or the wrong forge in the URL.
+    let (status, _) = send_webhook(
+        base,
+        "/hooks/github/99999",
+        "push",
+        "d7",
+        Some(&sig),
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let gitlab_path = path.replace("/github/", "/gitlab/");
+    assert_eq!(
+        send_webhook(base, &gitlab_path, "push", "d8", Some(&sig), body.clone())
+            .await
+            .0,
+        404
+    );
+
+    // Accepted once; the replay is a 200 without a second run.
+    let (status, v) = send_webhook(base, &path, "push", "d9", Some(&sig), body.clone()).await;
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(
+        send_webhook(base, &path, "push", "d9", Some(&sig), body.clone())
+            .await
+            .0,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(api.runs_of("hooks").await.len(), 1, "{}", coordinator.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_requires_tokens_and_answers_json_errors() {
+    let dir = TempDir::new("e2e-api");
+    let db = Db::fresh(dir.path()).await;
+    let coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
+    let api = coordinator.api();
+    let anonymous = Api {
+        token: String::new(),
+        ..api.clone()
+    };
+    let wrong = Api {
+        token: "moat_a_0000".into(),
+        ..api.clone()
+    };
+    for path in [
+        "/api/v1/runs",
+        "/api/v1/repos",
+        "/api/v1/runners",
+        "/api/v1/runs/1",
+        "/api/v1/audit",
+    ] {
+        for client in [&anonymous, &wrong] {
+            let (status, v) = client.call(reqwest::Method::GET, path, None).await;
+            assert_eq!(status, 401, "{path}: {v}");
+            assert_eq!(v["error"]["code"], "unauthorized", "{path}: {v}");
+        }
+    }
+    // A runner's token is not an admin token, and vice versa.
+    let reg = api.registration_token().await;
+    let http = http();
+    let registered: Value = http
+        .post(format!("{}/api/v1/runners/register", coordinator.base))
+        .json(&json!({ "token": reg, "name": "r", "slots": 1 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let runner_token = registered["token"].as_str().unwrap().to_string();
+    let as_runner = Api {
+        token: runner_token.clone(),
+        ..api.clone()
+    };
+    assert_eq!(
+        as_runner
+            .call(reqwest::Method::GET, "/api/v1/runs", None)
+            .await
+            .0,
+        401
+    );
+    let (status, _) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/runner/claim",
+            Some(json!({"wait_ms": 0})),
+        )
+        .await;
+    assert_eq!(status, 401);
+    // Registration tokens work once.
+    let again = http
+        .post(format!("{}/api/v1/runners/register", coordinator.base))
+        .json(&json!({ "token": reg, "name": "r2", "slots": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 401);
+
+    let (status, v) = api
+        .call(reqwest::Method::GET, "/api/v1/runs/424242", None)
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].clone()),
+        (404, json!("not_found"))
+    );
+    let (status, v) = api
+        .call(reqwest::Method::GET, "/api/v1/nothing-here", None)
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].clone()),
+        (404, json!("not_found"))
+    );
+    let (status, v) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/repos",
+            Some(json!({ "name": "x", "clone_url": "ext::sh -c id" })),
+        )
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].clone()),
+        (400, json!("bad_request"))
+    );
+    let (status, _) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/repos",
+            Some(json!({ "name": "x", "clone_url": "/srv/x.git", "surprise": 1 })),
+        )
+        .await;
+    assert!((400..500).contains(&status), "unknown fields are refused");
+    api.add_repo("dup", "/srv/dup.git").await;
+    let (status, v) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/repos",
+            Some(json!({ "name": "dup", "clone_url": "/srv/dup.git" })),
+        )
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].clone()),
+        (409, json!("conflict"))
+    );
+    let (status, _) = api
+        .call(reqwest::Method::GET, "/api/v1/runs?status=bogus", None)
+        .await;
+    assert_eq!(status, 400);
+}
+
+/// A pipeline whose second stage runs long enough to kill whoever is involved.
+fn slow_pipeline(image: &str) -> String {
+    format!(
+        r#"version: 1
+stages:
+  - name: first
+    kind: test
+    image: {image}
+    commands: ["echo from-first > marker.txt"]
+  - name: slow
+    kind: test
+    image: {image}
+    commands:
+      - cat marker.txt
+      - echo started-slow
+      - sleep 6
+      - echo done-slow
+  - name: last
+    kind: test
+    image: {image}
+    commands: ["cat marker.txt", "echo last-ran"]
+"#
+    )
+}
+
+async fn push(
+    coordinator: &Coordinator,
+    path: &str,
+    secret: &str,
+    origin: &Origin,
+    delivery: &str,
+) {
+    let body = push_payload("main", &origin.commit, "x");
+    let sig = github_signature(secret, &body);
+    let (status, v) =
+        send_webhook(&coordinator.base, path, "push", delivery, Some(&sig), body).await;
+    assert_eq!(status, 202, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_runner_loses_its_lease_and_the_job_is_retried_on_the_other() {
+    let image = busybox_image();
+    let dir = TempDir::new("e2e-runner-kill");
+    let db = Db::fresh(dir.path()).await;
+    let coordinator = Coordinator::start(&dir.path().join("server"), &db, 3);
+    let api = coordinator.api();
+    let origin = Origin::new("rk", &[(".moat.yml", &slow_pipeline(image))]);
+    let (_, path, secret) = api.add_repo("rk", &origin.url()).await;
+    let mut first = RunnerProc::start(
+        &coordinator,
+        &api.registration_token().await,
+        &dir.path().join("r1"),
+        "r1",
+        1,
+    );
+    push(&coordinator, &path, &secret, &origin, "rk-1").await;
+    let id = api.first_run("rk", Duration::from_secs(30)).await;
+    let run = api
+        .wait_run(id, Duration::from_secs(60), |r| {
+            stage(r, "slow")["status"] == "running"
+        })
+        .await;
+    assert_eq!(stage(&run, "slow")["runner_id"], first.id);
+    // Let the stage print and start sleeping, then kill the runner without warning.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    first.kill9();
+
+    let second = RunnerProc::start(
+        &coordinator,
+        &api.registration_token().await,
+        &dir.path().join("r2"),
+        "r2",
+        1,
+    );
+    let run = api.wait_run(id, Duration::from_secs(90), finished).await;
+    assert_eq!(run["status"], "passed", "{run:#}\n{}", coordinator.log());
+    let slow = stage(&run, "slow");
+    assert_eq!(slow["runner_id"], second.id, "{run:#}");
+    assert_eq!(slow["attempt"], 2, "{run:#}");
+    assert_eq!(stage(&run, "last")["status"], "passed");
+    let logs = api.logs(id).await;
+    assert!(logs.contains("done-slow"), "{logs}");
+    // The retry on the other runner started from the first stage's workspace.
+    // `cat marker.txt` printed it three times: slow's first attempt, its retry, and last.
+    assert_eq!(
+        logs.lines().filter(|l| *l == "from-first").count(),
+        3,
+        "{logs}"
+    );
+    // The new runner removed what the killed one left behind on this engine.
+    assert_no_leftovers(first.pid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_coordinator_restarts_and_the_run_completes() {
+    let image = busybox_image();
+    let dir = TempDir::new("e2e-coord-kill");
+    let db = Db::fresh(dir.path()).await;
+    let mut coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
+    let api = coordinator.api();
+    let origin = Origin::new("ck", &[(".moat.yml", &slow_pipeline(image))]);
+    let (_, path, secret) = api.add_repo("ck", &origin.url()).await;
+    let _runner = RunnerProc::start(
+        &coordinator,
+        &api.registration_token().await,
+        &dir.path().join("r1"),
+        "r1",
+        1,
+    );
+    push(&coordinator, &path, &secret, &origin, "ck-1").await;
+    let id = api.first_run("ck", Duration::from_secs(30)).await;
+    api.wait_run(id, Duration::from_secs(60), |r| {
+        stage(r, "slow")["status"] == "running"
+    })
+    .await;
+    coordinator.kill9();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    coordinator.restart();
+    let api = coordinator.api();
+    let run = api.wait_run(id, Duration::from_secs(120), finished).await;
+    assert_eq!(run["status"], "passed", "{run:#}\n{}", coordinator.log());
+    let logs = api.logs(id).await;
+    assert!(logs.contains("done-slow"), "{logs}");
+    assert!(logs.contains("last-ran"), "{logs}");
+    assert_eq!(
+        stage(&run, "slow")["attempt"],
+        1,
+        "the job was not lost and not repeated: {run:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_rerun_and_manual_runs() {
+    let image = busybox_image();
+    let dir = TempDir::new("e2e-cancel");
+    let db = Db::fresh(dir.path()).await;
+    let coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
+    let api = coordinator.api();
+    let origin = Origin::new("cx", &[(".moat.yml", &slow_pipeline(image))]);
+    api.add_repo("cx", &origin.url()).await;
+    let runner = RunnerProc::start(
+        &coordinator,
+        &api.registration_token().await,
+        &dir.path().join("r1"),
+        "r1",
+        1,
+    );
+
+    let run = api
+        .post("/api/v1/repos/cx/runs", json!({ "branch": "main" }))
+        .await;
+    let id = run["id"].as_i64().unwrap();
+    assert_eq!(run["event"], "manual");
+    assert_eq!(run["commit"], origin.commit.as_str());
+    api.wait_run(id, Duration::from_secs(60), |r| {
+        stage(r, "slow")["status"] == "running"
+    })
+    .await;
+    let cancelled = api
+        .post(&format!("/api/v1/runs/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(cancelled["id"], id);
+    let run = api.wait_run(id, Duration::from_secs(30), finished).await;
+    assert_eq!(run["status"], "cancelled", "{run:#}");
+    assert_eq!(stage(&run, "slow")["status"], "cancelled");
+    assert_eq!(stage(&run, "last")["status"], "cancelled", "{run:#}");
+    let (status, _) = api
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/runs/{id}/cancel"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 409, "a finished run cannot be cancelled");
+
+    let again = api
+        .post(&format!("/api/v1/runs/{id}/rerun"), json!({}))
+        .await;
+    let again_id = again["id"].as_i64().unwrap();
+    assert_eq!(again["number"], 2);
+    assert_eq!(again["trigger"], "rerun");
+    let run = api
+        .wait_run(again_id, Duration::from_secs(90), finished)
+        .await;
+    assert_eq!(run["status"], "passed", "{run:#}");
+    // The runner stopped the cancelled stage's containers.
+    drop(runner);
+    let audit = api.get(&format!("/api/v1/audit?run={id}")).await;
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "run.cancelled"),
+        "{audit}"
+    );
+}
