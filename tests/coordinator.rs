@@ -601,3 +601,49 @@ async fn cancel_rerun_and_manual_runs() {
         "{audit}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn https_coordinator_with_a_runner_trusting_its_ca() {
+    let image = busybox_image();
+    let dir = TempDir::new("e2e-tls");
+    let db = Db::fresh(dir.path()).await;
+    let tls = make_tls(&dir.path().join("tls"));
+    let coordinator = Coordinator::start_tls(&dir.path().join("server"), &db, 10, &tls);
+    assert!(
+        coordinator.base.starts_with("https://"),
+        "{}",
+        coordinator.base
+    );
+    let api = coordinator.api();
+    let origin = Origin::new("tls", &[(".moat.yml", &two_stage_pipeline(image, "tls"))]);
+    let (_, path, secret) = api.add_repo("tls", &origin.url()).await;
+    let _runner = RunnerProc::start(
+        &coordinator,
+        &api.registration_token().await,
+        &dir.path().join("r1"),
+        "r1",
+        2,
+    );
+    let body = push_payload("main", &origin.commit, "x");
+    let sig = github_signature(&secret, &body);
+    let resp = api
+        .http
+        .post(format!("{}{path}", coordinator.base))
+        .header("x-github-event", "push")
+        .header("x-github-delivery", "tls-1")
+        .header("x-hub-signature-256", sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let id = api.first_run("tls", Duration::from_secs(30)).await;
+    let run = api.wait_run(id, Duration::from_secs(90), finished).await;
+    assert_eq!(run["status"], "passed", "{run:#}");
+    // Plain HTTP to the TLS port is not served.
+    let plain = http()
+        .get(coordinator.base.replace("https://", "http://") + "/api/v1/runs")
+        .send()
+        .await;
+    assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true));
+}

@@ -112,8 +112,8 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))
 }
 
-/// An HTTP client for talking to a coordinator; `ca_cert` adds a trusted CA (for coordinators
-/// with self-signed certificates).
+/// An HTTP client for talking to a coordinator. With `ca_cert`, that CA (PEM) is the only one
+/// trusted — the usual set-up for a coordinator with a private CA; otherwise the system's roots.
 pub fn http_client(ca_cert: Option<&Path>) -> anyhow::Result<reqwest::Client> {
     install_tls_provider();
     let mut builder = reqwest::Client::builder()
@@ -121,10 +121,9 @@ pub fn http_client(ca_cert: Option<&Path>) -> anyhow::Result<reqwest::Client> {
         .user_agent(concat!("moat/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = ca_cert {
         let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        builder = builder.add_root_certificate(
-            reqwest::Certificate::from_pem(&pem)
-                .with_context(|| format!("{} is not a PEM certificate", path.display()))?,
-        );
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{} is not a PEM certificate", path.display()))?;
+        builder = builder.tls_certs_only(certs);
     }
     Ok(builder.build()?)
 }

@@ -150,14 +150,36 @@ pub struct Coordinator {
     pub data_dir: PathBuf,
     db_url: String,
     lease_secs: u64,
+    extra: Vec<String>,
+    /// A CA to trust when the coordinator serves HTTPS.
+    pub ca: Option<PathBuf>,
 }
 
 impl Coordinator {
     pub fn start(data_dir: &Path, db: &Db, lease_secs: u64) -> Coordinator {
-        Self::spawn(data_dir, &db.url, lease_secs, 0)
+        Self::spawn(data_dir, &db.url, lease_secs, 0, Vec::new())
     }
 
-    fn spawn(data_dir: &Path, db_url: &str, lease_secs: u64, port: u16) -> Coordinator {
+    /// Serves HTTPS with a certificate signed by `ca` (see [`make_tls`]).
+    pub fn start_tls(data_dir: &Path, db: &Db, lease_secs: u64, tls: &TlsFiles) -> Coordinator {
+        let extra = vec![
+            "--tls-cert".to_string(),
+            tls.cert.display().to_string(),
+            "--tls-key".to_string(),
+            tls.key.display().to_string(),
+        ];
+        let mut c = Self::spawn(data_dir, &db.url, lease_secs, 0, extra);
+        c.ca = Some(tls.ca.clone());
+        c
+    }
+
+    fn spawn(
+        data_dir: &Path,
+        db_url: &str,
+        lease_secs: u64,
+        port: u16,
+        extra: Vec<String>,
+    ) -> Coordinator {
         std::fs::create_dir_all(data_dir).unwrap();
         let mut child = moat()
             .args(["server", "--listen", &format!("127.0.0.1:{port}")])
@@ -165,6 +187,7 @@ impl Coordinator {
             .arg(data_dir)
             .args(["--database-url", db_url])
             .args(["--lease-secs", &lease_secs.to_string()])
+            .args(&extra)
             .env("MOAT_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(stderr_file(&data_dir.join("coordinator.log")))
@@ -199,6 +222,8 @@ impl Coordinator {
             data_dir: data_dir.to_path_buf(),
             db_url: db_url.to_string(),
             lease_secs,
+            extra,
+            ca: None,
         }
     }
 
@@ -210,7 +235,14 @@ impl Coordinator {
 
     /// Starts again on the same port, data directory and database.
     pub fn restart(&mut self) {
-        let fresh = Self::spawn(&self.data_dir, &self.db_url, self.lease_secs, self.port);
+        let mut fresh = Self::spawn(
+            &self.data_dir,
+            &self.db_url,
+            self.lease_secs,
+            self.port,
+            self.extra.clone(),
+        );
+        fresh.ca = self.ca.clone();
         // The old process is already dead; dropping it only reaps it.
         drop(std::mem::replace(self, fresh));
     }
@@ -220,8 +252,20 @@ impl Coordinator {
     }
 
     pub fn api(&self) -> Api {
+        let http = match &self.ca {
+            None => http(),
+            Some(ca) => {
+                moat_coordinator::server::install_tls_provider();
+                reqwest::Client::builder()
+                    .tls_certs_only(
+                        reqwest::Certificate::from_pem_bundle(&std::fs::read(ca).unwrap()).unwrap(),
+                    )
+                    .build()
+                    .unwrap()
+            }
+        };
         Api {
-            http: http(),
+            http,
             base: self.base.clone(),
             token: self.token.clone(),
         }
@@ -250,8 +294,13 @@ impl RunnerProc {
         slots: u32,
     ) -> RunnerProc {
         std::fs::create_dir_all(state_dir).unwrap();
-        let mut child = moat()
-            .args(["runner", "--server", &c.base, "--token", registration])
+        let mut cmd = moat();
+        cmd.arg("runner");
+        if let Some(ca) = &c.ca {
+            cmd.arg("--ca-cert").arg(ca);
+        }
+        let mut child = cmd
+            .args(["--server", &c.base, "--token", registration])
             .args(["--name", name, "--slots", &slots.to_string()])
             .arg("--state-dir")
             .arg(state_dir)
@@ -518,4 +567,89 @@ pub async fn send_webhook(
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it (made with the openssl tool).
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub fn make_tls(dir: &Path) -> TlsFiles {
+    std::fs::create_dir_all(dir).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            text(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=moat test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    TlsFiles {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+    }
 }
