@@ -647,3 +647,33 @@ async fn https_coordinator_with_a_runner_trusting_its_ca() {
         .await;
     assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_coordinators_share_one_database() {
+    let image = busybox_image();
+    let dir = TempDir::new("e2e-peers");
+    let db = Db::fresh(dir.path()).await;
+    let a = Coordinator::start(&dir.path().join("a"), &db, 10);
+    let b = Coordinator::start_peer(&dir.path().join("b"), &db, 10, &a);
+    let api_a = a.api();
+    let api_b = b.api();
+    let origin = Origin::new(
+        "peers",
+        &[(".moat.yml", &two_stage_pipeline(image, "peers"))],
+    );
+    let (_, path, secret) = api_a.add_repo("peers", &origin.url()).await;
+    // The runner talks to B; the webhook goes to A.
+    let _runner = RunnerProc::start(
+        &b,
+        &api_b.registration_token().await,
+        &dir.path().join("r"),
+        "r",
+        1,
+    );
+    push(&a, &path, &secret, &origin, "peers-1").await;
+    let id = api_b.first_run("peers", Duration::from_secs(30)).await;
+    let run = api_b.wait_run(id, Duration::from_secs(90), finished).await;
+    assert_eq!(run["status"], "passed", "{run:#}\n{}\n{}", a.log(), b.log());
+    let logs = api_a.logs(id).await;
+    assert!(logs.contains("marker-peers"), "{logs}");
+}

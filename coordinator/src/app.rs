@@ -29,6 +29,9 @@ pub struct Config {
     /// Largest workspace snapshot a runner may upload.
     pub max_snapshot: u64,
     pub policy: Policy,
+    /// Set for Postgres: coordinators sharing the database wake each other with
+    /// `LISTEN`/`NOTIFY` on this connection string.
+    pub notify_url: Option<String>,
 }
 
 impl Config {
@@ -42,9 +45,35 @@ impl Config {
             max_webhook_body: 10 << 20,
             max_snapshot: 4 << 30,
             policy: Policy::default(),
+            notify_url: None,
         }
     }
 }
+
+/// What changed, for whoever waits on it — in this process and, through Postgres `NOTIFY`, in
+/// the other coordinators sharing the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    /// Jobs may have become claimable.
+    Jobs,
+    /// A webhook delivery was stored.
+    Deliveries,
+    /// Log lines were stored or a run changed state.
+    Logs,
+}
+
+impl Topic {
+    fn as_str(self) -> &'static str {
+        match self {
+            Topic::Jobs => "jobs",
+            Topic::Deliveries => "deliveries",
+            Topic::Logs => "logs",
+        }
+    }
+}
+
+/// The `NOTIFY` channel coordinators share.
+const CHANNEL: &str = "moat_events";
 
 pub struct App {
     pub store: Arc<dyn Store>,
@@ -56,6 +85,8 @@ pub struct App {
     pub deliveries: Notify,
     /// Signalled when log lines were stored (live streams wake up).
     pub logs_written: Notify,
+    /// For `NOTIFY`; present when the store is Postgres.
+    notifier: Option<sqlx::PgPool>,
 }
 
 #[derive(Clone)]
@@ -71,6 +102,12 @@ impl std::ops::Deref for AppState {
 impl App {
     pub fn new(store: Arc<dyn Store>, config: Config) -> Arc<Self> {
         let mirrors = Mirrors::new(config.data_dir.join("repos"));
+        let notifier = config.notify_url.as_deref().and_then(|url| {
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(2)
+                .connect_lazy(url)
+                .ok()
+        });
         Arc::new(App {
             store,
             config,
@@ -78,7 +115,69 @@ impl App {
             jobs_ready: Notify::new(),
             deliveries: Notify::new(),
             logs_written: Notify::new(),
+            notifier,
         })
+    }
+
+    fn wake_local(&self, topic: Topic) {
+        match topic {
+            Topic::Jobs => self.jobs_ready.notify_waiters(),
+            // One processor per coordinator: keep the permit if it is busy right now.
+            Topic::Deliveries => self.deliveries.notify_one(),
+            Topic::Logs => self.logs_written.notify_waiters(),
+        }
+    }
+
+    /// Wakes whoever waits on `topic`, here and in the other coordinators.
+    pub fn publish(&self, topic: Topic) {
+        self.wake_local(topic);
+        if let Some(pool) = &self.notifier {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let sent = sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(CHANNEL)
+                    .bind(topic.as_str())
+                    .execute(&pool)
+                    .await;
+                if let Err(e) = sent {
+                    tracing::warn!(error = %e, "NOTIFY failed");
+                }
+            });
+        }
+    }
+
+    /// Relays other coordinators' `NOTIFY`s to the local waiters; reconnects when the
+    /// connection drops (waiters also poll, so a gap only delays).
+    async fn listen_loop(self: Arc<Self>, url: String, shutdown: CancellationToken) {
+        loop {
+            let connected = async {
+                let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
+                listener.listen(CHANNEL).await?;
+                loop {
+                    let n = listener.recv().await?;
+                    let topic = match n.payload() {
+                        "jobs" => Topic::Jobs,
+                        "deliveries" => Topic::Deliveries,
+                        _ => Topic::Logs,
+                    };
+                    self.wake_local(topic);
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), sqlx::Error>(())
+            };
+            tokio::select! {
+                r = connected => {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                    }
+                }
+                _ = shutdown.cancelled() => return,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
     }
 
     pub fn snapshot_dir(&self) -> PathBuf {
@@ -105,6 +204,11 @@ impl App {
         let app = self.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move { app.delivery_loop(stop).await });
+        if let Some(url) = self.config.notify_url.clone() {
+            let app = self.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(async move { app.listen_loop(url, stop).await });
+        }
         let app = self.clone();
         tokio::spawn(async move { app.lease_loop(shutdown).await });
         Ok(())
@@ -157,8 +261,8 @@ impl App {
                             "lease expired"
                         );
                     }
-                    self.jobs_ready.notify_waiters();
-                    self.logs_written.notify_waiters();
+                    self.publish(Topic::Jobs);
+                    self.publish(Topic::Logs);
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "could not expire leases"),
@@ -293,7 +397,7 @@ impl App {
         }
         let run = self.store.create_run(new, now_ms()).await?;
         tracing::info!(run.id = run.id, repo = %repo.name, run.number = run.number, "run created");
-        self.jobs_ready.notify_waiters();
+        self.publish(Topic::Jobs);
         Ok(Some(run))
     }
 }

@@ -160,6 +160,18 @@ impl Coordinator {
         Self::spawn(data_dir, &db.url, lease_secs, 0, Vec::new())
     }
 
+    /// A second coordinator on the same database (it uses the first one's admin token).
+    pub fn start_peer(
+        data_dir: &Path,
+        db: &Db,
+        lease_secs: u64,
+        first: &Coordinator,
+    ) -> Coordinator {
+        let mut c = Self::spawn(data_dir, &db.url, lease_secs, 0, Vec::new());
+        c.token = first.token.clone();
+        c
+    }
+
     /// Serves HTTPS with a certificate signed by `ca` (see [`make_tls`]).
     pub fn start_tls(data_dir: &Path, db: &Db, lease_secs: u64, tls: &TlsFiles) -> Coordinator {
         let extra = vec![
@@ -210,10 +222,10 @@ impl Coordinator {
             .expect("URL in the listening line")
             .to_string();
         let port = base.rsplit(':').next().unwrap().parse().unwrap();
+        // Only the first coordinator of a database writes an admin token.
         let token = std::fs::read_to_string(data_dir.join("admin-token"))
-            .expect("admin token written on first start")
-            .trim()
-            .to_string();
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default();
         Coordinator {
             child,
             base,

@@ -154,6 +154,9 @@ async fn start_coordinator(
         );
     }
     let mut config = Config::new(data_dir.to_path_buf(), public_url);
+    if store.backend() == "postgres" {
+        config.notify_url = Some(database_url.to_string());
+    }
     config.lease = lease;
     config.heartbeat = (lease / 6).max(Duration::from_millis(200));
     let app = App::new(store, config);

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{Admin, ApiError, ApiResult};
-use crate::app::AppState;
+use crate::app::{AppState, Topic};
 use crate::forge::Trigger;
 use crate::store::{
     AuditEvent, Forge, Job, LogLine, NewRepository, Repository, Run, RunFilter, RunStatus, Runner,
@@ -479,7 +479,7 @@ async fn cancel_run(
             now_ms(),
         )
         .await?;
-    state.logs_written.notify_waiters();
+    state.publish(Topic::Logs);
     Ok(Json(run_view(&state, run).await?))
 }
 

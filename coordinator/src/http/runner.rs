@@ -17,7 +17,7 @@ use moat_runner::protocol::*;
 use tokio::io::AsyncWriteExt;
 
 use super::{ApiError, ApiResult, RunnerAuth};
-use crate::app::AppState;
+use crate::app::{AppState, Topic};
 use crate::store::{Claimed, Job, JobCompletion, JobOutcome, JobStatus, NewLogLine, now_ms};
 use crate::tokens;
 
@@ -242,7 +242,7 @@ async fn logs(
         .store
         .append_logs(job_id, job.attempt, &lines, now_ms())
         .await?;
-    state.logs_written.notify_waiters();
+    state.publish(Topic::Logs);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -280,8 +280,8 @@ async fn complete(
         )
         .await?;
     tracing::info!(job.id = job_id, run.id = job.run_id, outcome = ?req.outcome, duration_ms = req.duration_ms, "job completed");
-    state.jobs_ready.notify_waiters();
-    state.logs_written.notify_waiters();
+    state.publish(Topic::Jobs);
+    state.publish(Topic::Logs);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -333,6 +333,14 @@ async fn workspace(
     parts.sort_unstable();
     let mut archive = Vec::new();
     if source {
+        // Another coordinator may have processed the event: make sure this one's mirror has
+        // the commit (a no-op when it has).
+        let repo = state.store.get_repo(run.repo_id).await?;
+        state
+            .mirrors
+            .fetch(repo.id, &repo.clone_url, &run.commit, None)
+            .await
+            .map_err(ApiError::internal)?;
         let tar = state
             .mirrors
             .archive(run.repo_id, &run.commit)

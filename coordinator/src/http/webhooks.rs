@@ -14,7 +14,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, ApiResult};
-use crate::app::AppState;
+use crate::app::{AppState, Topic};
 use crate::forge::{self, Parsed, WebhookError};
 use crate::store::{Forge, StoreError, now_ms};
 
@@ -80,7 +80,7 @@ async fn receive(
                 .await?
             {
                 Some(_) => {
-                    state.deliveries.notify_one();
+                    state.publish(Topic::Deliveries);
                     Ok((
                         StatusCode::ACCEPTED,
                         Json(json!({ "status": "accepted", "delivery": delivery })),

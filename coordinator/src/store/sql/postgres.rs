@@ -87,6 +87,17 @@ async fn lock_repo(c: &mut Conn, repo_id: i64) -> Result<()> {
     found.map(|_| ()).ok_or(StoreError::NotFound)
 }
 
+/// Locks the repository of a job; `NotFound` when there is no such job.
+async fn lock_repo_of_job(c: &mut Conn, job_id: i64) -> Result<()> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM repos WHERE id = (SELECT repo_id FROM jobs WHERE id = $1) FOR UPDATE",
+    )
+    .bind(job_id)
+    .fetch_optional(&mut *c)
+    .await?;
+    found.map(|_| ()).ok_or(StoreError::NotFound)
+}
+
 /// Identity values are drawn before commit, so two transactions appending to one run could
 /// commit out of id order and a reader paging with `after` would miss the earlier id. One
 /// appender per run at a time keeps ids and commit order aligned within a run (and so within

@@ -1,7 +1,8 @@
 //! Every query and the scheduling rules, shared by both backends. This file is compiled once
 //! inside each backend module (`#[path]`), which supplies `Db`, `Conn`, `DbRow`, `Backend`,
 //! `BACKEND_NAME`, the fragment macros `for_update!`, `skip_locked!`, `next_claim_seq!`, and
-//! the functions `lock_repo`, `lock_run_logs`, `pick_repo`, `is_retryable` plus the methods
+//! the functions `lock_repo`, `lock_repo_of_job`, `lock_run_logs`, `pick_repo`,
+//! `is_retryable` plus the methods
 //! `reader`, `writer`, `begin_write` on `Backend`.
 //!
 //! SQL is written once: `$N` placeholders (SQLite accepts them), `TRUE`/`FALSE`, `RETURNING`
@@ -20,7 +21,8 @@ use sqlx::{QueryBuilder, Row};
 
 // The fragment macros (`for_update!` …) come from the backend module by textual scope.
 use super::{
-    BACKEND_NAME, Backend, Conn, Db, DbRow, is_retryable, lock_repo, lock_run_logs, pick_repo,
+    BACKEND_NAME, Backend, Conn, Db, DbRow, is_retryable, lock_repo, lock_repo_of_job,
+    lock_run_logs, pick_repo,
 };
 use crate::store::{
     AuditEvent, Claimed, Delivery, Expired, Forge, HeartbeatReply, Job, JobCompletion, JobOutcome,
@@ -74,6 +76,13 @@ macro_rules! run_cols {
         "r.id, r.repo_id, p.name AS repo_name, r.number, r.status, r.event, r.branch, \
          r.target_branch, r.tag, r.commit_sha, r.trusted, r.trigger_kind, r.actor, r.reason, \
          r.created_at, r.started_at, r.finished_at"
+    };
+}
+/// `run_cols!` without the join, for `RETURNING` (the caller adds `repo_name`).
+macro_rules! run_cols_plain {
+    () => {
+        "id, repo_id, number, status, event, branch, target_branch, tag, commit_sha, trusted, \
+         trigger_kind, actor, reason, created_at, started_at, finished_at"
     };
 }
 macro_rules! job_cols {
@@ -280,14 +289,6 @@ async fn fetch_job(c: &mut Conn, id: i64) -> Result<Job> {
     job_from_row(&row)
 }
 
-async fn job_repo(c: &mut Conn, job_id: i64) -> Result<i64> {
-    sqlx::query_scalar("SELECT repo_id FROM jobs WHERE id = $1")
-        .bind(job_id)
-        .fetch_optional(&mut *c)
-        .await?
-        .ok_or(StoreError::NotFound)
-}
-
 /// Applies deltas to the repository's `ready` / `running` counters.
 async fn adjust_counters(c: &mut Conn, repo_id: i64, ready: i64, running: i64) -> Result<()> {
     if ready != 0 || running != 0 {
@@ -317,10 +318,22 @@ struct JobState {
 /// decided become ready (every need passed or was excluded by `when:`) or skipped (naming the
 /// first need that did not pass), repeatedly, since a skip decides further dependants; and
 /// when every job is decided, the run gets its final status.
-async fn settle_run(c: &mut Conn, run_id: i64, repo_id: i64, now: Millis) -> Result<()> {
+///
+/// `ready_delta` / `running_delta` are the caller's own changes to the repository's counters,
+/// applied together with the ones made here (one statement fewer on the hot path).
+async fn settle_run(
+    c: &mut Conn,
+    run_id: i64,
+    repo_id: i64,
+    now: Millis,
+    ready_delta: i64,
+    running_delta: i64,
+) -> Result<()> {
+    // The run's flags ride along on every job row, saving a query per completion.
     let rows = sqlx::query(
-        "SELECT id, stage_index, name, status, needs, when_skipped FROM jobs \
-         WHERE run_id = $1 ORDER BY stage_index",
+        "SELECT j.id, j.stage_index, j.name, j.status, j.needs, j.when_skipped, \
+         r.status AS run_status, r.cancel_requested AS run_cancel \
+         FROM jobs j JOIN runs r ON r.id = j.run_id WHERE j.run_id = $1 ORDER BY j.stage_index",
     )
     .bind(run_id)
     .fetch_all(&mut *c)
@@ -408,25 +421,39 @@ async fn settle_run(c: &mut Conn, run_id: i64, repo_id: i64, now: Millis) -> Res
         .execute(&mut *c)
         .await?;
     }
-    adjust_counters(c, repo_id, ready.len() as i64, 0).await?;
+    adjust_counters(c, repo_id, ready_delta + ready.len() as i64, running_delta).await?;
 
-    if jobs.iter().all(|j| j.status.is_finished()) {
-        finish_run(c, run_id, &jobs, now).await?;
+    if !jobs.iter().all(|j| j.status.is_finished()) {
+        return Ok(());
+    }
+    let (run_status, run_cancel): (String, bool) = match rows.first() {
+        Some(row) => (row.try_get("run_status")?, row.try_get("run_cancel")?),
+        // A run without jobs (nothing in its plan): read the run itself.
+        None => {
+            let row = sqlx::query("SELECT status, cancel_requested FROM runs WHERE id = $1")
+                .bind(run_id)
+                .fetch_one(&mut *c)
+                .await?;
+            (row.try_get("status")?, row.try_get("cancel_requested")?)
+        }
+    };
+    let finished = RunStatus::parse(&run_status)
+        .ok_or_else(|| corrupt("run status", &run_status))?
+        .is_finished();
+    if !finished {
+        finish_run(c, run_id, run_cancel, &jobs, now).await?;
     }
     Ok(())
 }
 
-/// Gives a run whose jobs are all decided its final status (once: finished runs are left be).
-async fn finish_run(c: &mut Conn, run_id: i64, jobs: &[JobState], now: Millis) -> Result<()> {
-    let cancelled: Option<bool> = sqlx::query_scalar(
-        "SELECT cancel_requested FROM runs WHERE id = $1 AND status IN ('queued', 'running')",
-    )
-    .bind(run_id)
-    .fetch_optional(&mut *c)
-    .await?;
-    let Some(cancelled) = cancelled else {
-        return Ok(());
-    };
+/// Gives a run whose jobs are all decided its final status.
+async fn finish_run(
+    c: &mut Conn,
+    run_id: i64,
+    cancelled: bool,
+    jobs: &[JobState],
+    now: Millis,
+) -> Result<()> {
     let (status, reason) = if cancelled {
         // Keep the reason given when the cancel was asked for.
         (RunStatus::Cancelled, None)
@@ -454,7 +481,7 @@ async fn finish_run(c: &mut Conn, run_id: i64, jobs: &[JobState], now: Millis) -
     };
     sqlx::query(
         "UPDATE runs SET status = $2, reason = COALESCE($3, reason), finished_at = $4 \
-         WHERE id = $1",
+         WHERE id = $1 AND status IN ('queued', 'running')",
     )
     .bind(run_id)
     .bind(status.as_str())
@@ -508,8 +535,7 @@ async fn cancel_run_locked(
     .bind(reason)
     .execute(&mut *c)
     .await?;
-    adjust_counters(c, repo_id, -(was_ready as i64), 0).await?;
-    settle_run(c, run_id, repo_id, now).await
+    settle_run(c, run_id, repo_id, now, -(was_ready as i64), 0).await
 }
 
 /// Checks a plan before anything is written: unique stage indices, needs that exist.
@@ -608,9 +634,8 @@ async fn create_run_tx(c: &mut Conn, run: &NewRun, now: Millis) -> Result<i64> {
             .execute(&mut *c)
             .await?;
         }
-        adjust_counters(c, run.repo_id, ready, 0).await?;
         // Decides dependants of `when:` skips, and finishes a run with nothing to do.
-        settle_run(c, run_id, run.repo_id, now).await?;
+        settle_run(c, run_id, run.repo_id, now, ready, 0).await?;
     }
 
     if cancel_superseded && run.event == "push" {
@@ -645,29 +670,29 @@ async fn claim_tx(
         let Some(repo_id) = pick_repo(c).await? else {
             return Ok(None);
         };
-        // Affinity: a ready job of a run this runner already works on. Bounded by the
-        // repository's started, unfinished runs, not by its queue.
-        let mut job_id: Option<i64> = sqlx::query_scalar(
-            "SELECT j.id FROM runs r JOIN jobs j ON j.run_id = r.id \
-             WHERE r.repo_id = $1 AND r.status = 'running' AND j.status = 'ready' \
-             AND EXISTS (SELECT 1 FROM jobs k WHERE k.run_id = r.id AND k.runner_id = $2) \
-             ORDER BY j.ready_at, j.id LIMIT 1",
-        )
+        // Within the repository: first a ready job of a run this runner already works on
+        // (bounded by the repository's started, unfinished runs, not by its queue), else the
+        // head of its queue straight off the `jobs_ready` index.
+        let row = sqlx::query(concat!(
+            "UPDATE jobs SET status = 'running', runner_id = $2, attempt = attempt + 1, \
+             lease_expires_at = $3, started_at = $4, finished_at = NULL \
+             WHERE status = 'ready' AND id = COALESCE(\
+               (SELECT j.id FROM runs r JOIN jobs j ON j.run_id = r.id \
+                WHERE r.repo_id = $1 AND r.status = 'running' AND j.status = 'ready' \
+                AND EXISTS (SELECT 1 FROM jobs k WHERE k.run_id = r.id AND k.runner_id = $2) \
+                ORDER BY j.ready_at, j.id LIMIT 1), \
+               (SELECT id FROM jobs WHERE repo_id = $1 AND status = 'ready' \
+                ORDER BY ready_at, id LIMIT 1)) \
+             RETURNING ",
+            job_cols!()
+        ))
         .bind(repo_id)
         .bind(runner_id)
+        .bind(now + lease_ms)
+        .bind(now)
         .fetch_optional(&mut *c)
         .await?;
-        if job_id.is_none() {
-            // The head of the repository's queue, straight off the `jobs_ready` index.
-            job_id = sqlx::query_scalar(
-                "SELECT id FROM jobs WHERE repo_id = $1 AND status = 'ready' \
-                 ORDER BY ready_at, id LIMIT 1",
-            )
-            .bind(repo_id)
-            .fetch_optional(&mut *c)
-            .await?;
-        }
-        let Some(job_id) = job_id else {
+        let Some(row) = row else {
             sqlx::query(
                 "UPDATE repos SET ready = (SELECT COUNT(*) FROM jobs \
                  WHERE jobs.repo_id = repos.id AND jobs.status = 'ready') WHERE id = $1",
@@ -677,39 +702,34 @@ async fn claim_tx(
             .await?;
             continue;
         };
-        let row = sqlx::query(concat!(
-            "UPDATE jobs SET status = 'running', runner_id = $2, attempt = attempt + 1, \
-             lease_expires_at = $3, started_at = $4, finished_at = NULL \
-             WHERE id = $1 AND status = 'ready' RETURNING ",
-            job_cols!()
-        ))
-        .bind(job_id)
-        .bind(runner_id)
-        .bind(now + lease_ms)
-        .bind(now)
-        .fetch_one(&mut *c)
-        .await?;
         let job = job_from_row(&row)?;
-        sqlx::query(concat!(
+        let row = sqlx::query(concat!(
             "UPDATE repos SET ready = ready - 1, running = running + 1, last_claim_at = $2, \
              claim_seq = ",
             next_claim_seq!(),
-            " WHERE id = $1"
+            " WHERE id = $1 RETURNING ",
+            repo_cols!()
         ))
         .bind(repo_id)
         .bind(now)
-        .execute(&mut *c)
+        .fetch_one(&mut *c)
         .await?;
-        sqlx::query(
+        let repo = repo_from_row(&row)?;
+        let row = sqlx::query(concat!(
             "UPDATE runs SET status = 'running', started_at = $2 \
-             WHERE id = $1 AND status = 'queued'",
-        )
+             WHERE id = $1 AND status = 'queued' RETURNING ",
+            run_cols_plain!(),
+            ", CAST($3 AS TEXT) AS repo_name"
+        ))
         .bind(job.run_id)
         .bind(now)
-        .execute(&mut *c)
+        .bind(&repo.name)
+        .fetch_optional(&mut *c)
         .await?;
-        let run = fetch_run(c, job.run_id).await?;
-        let repo = fetch_repo(c, repo_id).await?;
+        let run = match row {
+            Some(row) => run_from_row(&row)?,
+            None => fetch_run(c, job.run_id).await?,
+        };
         return Ok(Some(Claimed { job, run, repo }));
     }
     Ok(None)
@@ -722,60 +742,56 @@ async fn complete_tx(
     done: &JobCompletion,
     now: Millis,
 ) -> Result<()> {
-    let repo_id = job_repo(c, job_id).await?;
-    lock_repo(c, repo_id).await?;
-    let row = sqlx::query(concat!(
-        "SELECT run_id, status, runner_id, cancel_requested, reason FROM jobs WHERE id = $1",
-        for_update!()
-    ))
-    .bind(job_id)
-    .fetch_one(&mut *c)
-    .await?;
-    let status: String = row.try_get("status")?;
-    let holder: Option<i64> = row.try_get("runner_id")?;
-    if status != JobStatus::Running.as_str() || holder != Some(runner_id) {
-        return Err(StoreError::LeaseLost);
-    }
-    let run_id: i64 = row.try_get("run_id")?;
-    let cancel_requested: bool = row.try_get("cancel_requested")?;
-    let (status, reason) = if cancel_requested {
-        // Whatever the container did, the user asked for it to stop.
-        let asked: Option<String> = row.try_get("reason")?;
-        (JobStatus::Cancelled, done.reason.clone().or(asked))
-    } else {
-        let status = match done.outcome {
-            JobOutcome::Passed => JobStatus::Passed,
-            JobOutcome::Failed => JobStatus::Failed,
-            JobOutcome::Cancelled => JobStatus::Cancelled,
-        };
-        (status, done.reason.clone())
+    lock_repo_of_job(c, job_id).await?;
+    let status = match done.outcome {
+        JobOutcome::Passed => JobStatus::Passed,
+        JobOutcome::Failed => JobStatus::Failed,
+        JobOutcome::Cancelled => JobStatus::Cancelled,
     };
-    sqlx::query(
-        "UPDATE jobs SET status = $2, exit_code = $3, reason = $4, finished_at = $5, \
-         lease_expires_at = NULL WHERE id = $1",
+    // Check and write in one statement. A job whose cancel was requested is recorded as
+    // cancelled whatever the container did: the user asked for it to stop.
+    let row = sqlx::query(
+        "UPDATE jobs SET \
+           status = CASE WHEN cancel_requested THEN 'cancelled' ELSE $3 END, \
+           reason = CASE WHEN cancel_requested THEN COALESCE($4, reason) ELSE $4 END, \
+           exit_code = $5, finished_at = $6, lease_expires_at = NULL \
+         WHERE id = $1 AND runner_id = $2 AND status = 'running' \
+         RETURNING run_id, repo_id",
     )
     .bind(job_id)
+    .bind(runner_id)
     .bind(status.as_str())
+    .bind(&done.reason)
     .bind(done.exit_code)
-    .bind(reason)
     .bind(now)
-    .execute(&mut *c)
+    .fetch_optional(&mut *c)
     .await?;
-    adjust_counters(c, repo_id, 0, -1).await?;
-    settle_run(c, run_id, repo_id, now).await
+    let Some(row) = row else {
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM jobs WHERE id = $1")
+            .bind(job_id)
+            .fetch_optional(&mut *c)
+            .await?;
+        return Err(match exists {
+            Some(_) => StoreError::LeaseLost,
+            None => StoreError::NotFound,
+        });
+    };
+    let run_id: i64 = row.try_get("run_id")?;
+    let repo_id: i64 = row.try_get("repo_id")?;
+    settle_run(c, run_id, repo_id, now, 0, -1).await
 }
 
 async fn expire_one_tx(c: &mut Conn, job_id: i64, now: Millis) -> Result<Option<Expired>> {
-    let repo_id = job_repo(c, job_id).await?;
-    lock_repo(c, repo_id).await?;
+    lock_repo_of_job(c, job_id).await?;
     let row = sqlx::query(concat!(
-        "SELECT run_id, status, lease_expires_at, attempt, max_retries, cancel_requested \
-         FROM jobs WHERE id = $1",
+        "SELECT run_id, repo_id, status, lease_expires_at, attempt, max_retries, \
+         cancel_requested FROM jobs WHERE id = $1",
         for_update!()
     ))
     .bind(job_id)
-    .fetch_one(&mut *c)
-    .await?;
+    .fetch_optional(&mut *c)
+    .await?
+    .ok_or(StoreError::NotFound)?;
     let status: String = row.try_get("status")?;
     let lease: Option<Millis> = row.try_get("lease_expires_at")?;
     // Re-checked under the lock: the runner may have reported or heartbeated meanwhile.
@@ -783,6 +799,7 @@ async fn expire_one_tx(c: &mut Conn, job_id: i64, now: Millis) -> Result<Option<
         return Ok(None);
     }
     let run_id: i64 = row.try_get("run_id")?;
+    let repo_id: i64 = row.try_get("repo_id")?;
     let attempt: i64 = row.try_get("attempt")?;
     let max_retries: i64 = row.try_get("max_retries")?;
     let cancel_requested: bool = row.try_get("cancel_requested")?;
@@ -815,8 +832,7 @@ async fn expire_one_tx(c: &mut Conn, job_id: i64, now: Millis) -> Result<Option<
         .bind(now)
         .execute(&mut *c)
         .await?;
-        adjust_counters(c, repo_id, 0, -1).await?;
-        settle_run(c, run_id, repo_id, now).await?;
+        settle_run(c, run_id, repo_id, now, 0, -1).await?;
     }
     Ok(Some(Expired {
         job_id,
