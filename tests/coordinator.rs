@@ -104,6 +104,12 @@ async fn three_repositories_two_runners_signed_pushes() {
     }
     assert_eq!(runner_ids.len(), 2, "both runner processes executed jobs");
 
+    // Runners stopped with SIGTERM remove what they created on the engine.
+    for mut r in runners.drain(..) {
+        r.stop();
+        assert_no_leftovers(r.pid);
+    }
+
     // Filters of the run list.
     let alpha = api.get("/api/v1/runs?repo=alpha").await;
     assert_eq!(alpha.as_array().unwrap().len(), 1);
@@ -676,4 +682,82 @@ async fn two_coordinators_share_one_database() {
     assert_eq!(run["status"], "passed", "{run:#}\n{}\n{}", a.log(), b.log());
     let logs = api_a.logs(id).await;
     assert!(logs.contains("marker-peers"), "{logs}");
+}
+
+fn cli(c: &Coordinator, args: &[&str]) -> std::process::Output {
+    moat()
+        .args(args)
+        .env("MOAT_SERVER", &c.base)
+        .env("MOAT_TOKEN", &c.token)
+        .output()
+        .expect("run moat")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admin_cli_verbs() {
+    let image = busybox_image();
+    let dir = TempDir::new("e2e-cli");
+    let db = Db::fresh(dir.path()).await;
+    let coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
+    let origin = Origin::new("cli", &[(".moat.yml", &two_stage_pipeline(image, "cli"))]);
+
+    let out = cli(&coordinator, &["repo", "add", "cli", "--clone-url", &origin.url(), "--json"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let repo: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hook = repo["webhook_url"].as_str().unwrap();
+    assert!(hook.starts_with(&format!("{}/hooks/github/", coordinator.base)), "{repo}");
+    assert_eq!(repo["webhook_secret"].as_str().unwrap().len(), 64);
+    let out = cli(&coordinator, &["repo", "add", "cli", "--clone-url", &origin.url()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("exists"), "{}", describe(&out));
+    let out = cli(&coordinator, &["repo", "list", "--json"]);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert!(list[0].get("webhook_secret").is_none(), "the secret is shown once: {list}");
+
+    let out = cli(&coordinator, &["runner-token"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let token = text(&out.stdout).trim().to_string();
+    assert!(token.starts_with("moat_g_"));
+    let _runner = RunnerProc::start(&coordinator, &token, &dir.path().join("r"), "r", 1);
+
+    let out = cli(&coordinator, &["trigger", "cli", "--branch", "main", "--json"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = run["id"].as_i64().unwrap().to_string();
+
+    // Live logs until the end of the run.
+    let out = cli(&coordinator, &["logs", &id, "--follow"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("check | marker-cli"), "{stdout}");
+    assert!(stdout.trim_end().ends_with(&format!("run {id}: passed")), "{stdout}");
+    let out = cli(&coordinator, &["logs", &id]);
+    assert!(text(&out.stdout).contains("build | + echo"), "{}", describe(&out));
+
+    let out = cli(&coordinator, &["runs", "--repo", "cli", "--json"]);
+    let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    let out = cli(&coordinator, &["runs", &id]);
+    assert!(text(&out.stdout).contains("check"), "{}", describe(&out));
+
+    let out = cli(&coordinator, &["cancel", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("already passed"), "{}", describe(&out));
+    let out = cli(&coordinator, &["rerun", &id, "--json"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let rerun: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rerun["number"], 2);
+
+    let out = cli(&coordinator, &["runners", "--json"]);
+    let runners: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runners[0]["name"], "r");
+
+    // Without a token, nothing.
+    let out = moat()
+        .args(["runs", "--server", &coordinator.base, "--token", "moat_a_nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("401"), "{}", describe(&out));
 }

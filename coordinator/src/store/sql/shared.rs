@@ -1207,7 +1207,9 @@ impl Store for Backend {
 
     async fn expire_leases(&self, now: Millis) -> Result<Vec<Expired>> {
         let candidates: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at < $1 ORDER BY id",
+            // Ordered by the `jobs_lease` index: ORDER BY id would tempt SQLite into a table scan.
+            "SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at < $1 \
+             ORDER BY lease_expires_at, id",
         )
         .bind(now)
         .fetch_all(self.reader())
