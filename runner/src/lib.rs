@@ -15,6 +15,7 @@ pub mod local;
 pub mod logs;
 pub mod protocol;
 pub mod scan;
+pub mod vuln;
 pub mod workspace;
 
 pub use engine::{Engine, EngineConfig, Observer, RunHandle, StageResult, StageStatus};
