@@ -701,19 +701,31 @@ async fn admin_cli_verbs() {
     let coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
     let origin = Origin::new("cli", &[(".moat.yml", &two_stage_pipeline(image, "cli"))]);
 
-    let out = cli(&coordinator, &["repo", "add", "cli", "--clone-url", &origin.url(), "--json"]);
+    let out = cli(
+        &coordinator,
+        &["repo", "add", "cli", "--clone-url", &origin.url(), "--json"],
+    );
     assert!(out.status.success(), "{}", describe(&out));
     let repo: Value = serde_json::from_slice(&out.stdout).unwrap();
     let hook = repo["webhook_url"].as_str().unwrap();
-    assert!(hook.starts_with(&format!("{}/hooks/github/", coordinator.base)), "{repo}");
+    assert!(
+        hook.starts_with(&format!("{}/hooks/github/", coordinator.base)),
+        "{repo}"
+    );
     assert_eq!(repo["webhook_secret"].as_str().unwrap().len(), 64);
-    let out = cli(&coordinator, &["repo", "add", "cli", "--clone-url", &origin.url()]);
+    let out = cli(
+        &coordinator,
+        &["repo", "add", "cli", "--clone-url", &origin.url()],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("exists"), "{}", describe(&out));
     let out = cli(&coordinator, &["repo", "list", "--json"]);
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
-    assert!(list[0].get("webhook_secret").is_none(), "the secret is shown once: {list}");
+    assert!(
+        list[0].get("webhook_secret").is_none(),
+        "the secret is shown once: {list}"
+    );
 
     let out = cli(&coordinator, &["runner-token"]);
     assert!(out.status.success(), "{}", describe(&out));
@@ -721,7 +733,10 @@ async fn admin_cli_verbs() {
     assert!(token.starts_with("moat_g_"));
     let _runner = RunnerProc::start(&coordinator, &token, &dir.path().join("r"), "r", 1);
 
-    let out = cli(&coordinator, &["trigger", "cli", "--branch", "main", "--json"]);
+    let out = cli(
+        &coordinator,
+        &["trigger", "cli", "--branch", "main", "--json"],
+    );
     assert!(out.status.success(), "{}", describe(&out));
     let run: Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = run["id"].as_i64().unwrap().to_string();
@@ -731,9 +746,16 @@ async fn admin_cli_verbs() {
     assert!(out.status.success(), "{}", describe(&out));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("check | marker-cli"), "{stdout}");
-    assert!(stdout.trim_end().ends_with(&format!("run {id}: passed")), "{stdout}");
+    assert!(
+        stdout.trim_end().ends_with(&format!("run {id}: passed")),
+        "{stdout}"
+    );
     let out = cli(&coordinator, &["logs", &id]);
-    assert!(text(&out.stdout).contains("build | + echo"), "{}", describe(&out));
+    assert!(
+        text(&out.stdout).contains("build | + echo"),
+        "{}",
+        describe(&out)
+    );
 
     let out = cli(&coordinator, &["runs", "--repo", "cli", "--json"]);
     let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -743,7 +765,11 @@ async fn admin_cli_verbs() {
 
     let out = cli(&coordinator, &["cancel", &id]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("already passed"), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("already passed"),
+        "{}",
+        describe(&out)
+    );
     let out = cli(&coordinator, &["rerun", &id, "--json"]);
     assert!(out.status.success(), "{}", describe(&out));
     let rerun: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -755,7 +781,13 @@ async fn admin_cli_verbs() {
 
     // Without a token, nothing.
     let out = moat()
-        .args(["runs", "--server", &coordinator.base, "--token", "moat_a_nope"])
+        .args([
+            "runs",
+            "--server",
+            &coordinator.base,
+            "--token",
+            "moat_a_nope",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -472,3 +472,154 @@ fn no_output_timeout_kills_a_silent_stage() {
     assert_eq!(status, "failed");
     assert_eq!(detail, "no output for 2.0s; killed");
 }
+
+/// An AWS access key id as GitHub's secret scanning examples write it, assembled at run time so
+/// that this file does not trip the gate itself.
+fn leaked_aws_key() -> String {
+    format!("{}{}", "AKIA", "ZQ3DRXWJ5OBVEH4P")
+}
+
+#[test]
+fn a_leaked_key_blocks_the_run_before_any_stage_until_allow_listed() {
+    let image = busybox_image();
+    let pipeline = format!(
+        "version: 1\nstages:\n  - name: build\n    kind: test\n    image: {image}\n    commands: [\"echo built\"]\n"
+    );
+    let config = format!("[default]\naws_access_key_id = {}\n", leaked_aws_key());
+    let repo = repo(
+        "gate",
+        &[(".moat.yml", &pipeline), ("deploy/aws.ini", &config)],
+    );
+    let out = run(repo.path(), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("blocked by gate: secrets (1 finding)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("deploy/aws.ini"), "{stderr}");
+    assert!(
+        !stderr.contains(&leaked_aws_key()),
+        "the finding is masked: {stderr}"
+    );
+    assert!(!text(&out.stdout).contains("starting"), "no stage started");
+
+    // The fingerprint from `moat scan secrets`, allow-listed with a reason, lets it through.
+    let scan = moat()
+        .args(["scan", "secrets", "--format", "json"])
+        .arg(repo.path())
+        .output()
+        .unwrap();
+    assert_eq!(scan.status.code(), Some(1), "{}", describe(&scan));
+    let findings: serde_json::Value = serde_json::from_slice(&scan.stdout).unwrap();
+    let findings = findings
+        .get("findings")
+        .cloned()
+        .unwrap_or(findings.clone());
+    let fp = findings[0]["fingerprint"].as_str().unwrap().to_string();
+    std::fs::create_dir_all(repo.path().join(".moat")).unwrap();
+    std::fs::write(
+        repo.path().join(".moat/secrets.allow"),
+        format!("{fp}  # revoked key kept as a parser fixture\n"),
+    )
+    .unwrap();
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "allow"]);
+    let out = run(repo.path(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(text(&out.stdout).contains("secret gate passed"));
+
+    // `warn` reports without blocking; `off` skips the scan.
+    std::fs::remove_file(repo.path().join(".moat/secrets.allow")).unwrap();
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "unallow"]);
+    let out = run(repo.path(), &["--secret-gate", "warn"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(text(&out.stdout).contains("secret gate warned (1 finding)"));
+}
+
+#[test]
+fn granted_secrets_are_masked_in_every_form() {
+    let image = busybox_image();
+    let secret = "p@ss w0rd/+Zx9";
+    let url_encoded = "p%40ss%20w0rd%2F%2BZx9";
+    let key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\n-----END PRIVATE KEY-----";
+    let pipeline = format!(
+        r#"version: 1
+secrets:
+  TOKEN: {{}}
+  KEY: {{}}
+stages:
+  - name: leak
+    kind: test
+    image: {image}
+    secrets: [TOKEN, KEY]
+    commands:
+      - echo "plain $TOKEN"
+      - printf '%s' "$TOKEN" | base64
+      - printf 'x%s' "$TOKEN" | base64
+      - printf 'xy%s' "$TOKEN" | base64
+      - echo "url {url_encoded}"
+      - printf '%s' "$TOKEN" | od -An -tx1 | tr -d ' \n'; echo
+      - cat /run/secrets/TOKEN; echo
+      - stat -c '%a' /run/secrets/TOKEN
+      - printf '%s\n' "$KEY"
+      - 'printf "split: p@ss w0"; sleep 0.5; printf "rd/+Zx9 done\n"'
+  - name: ungranted
+    kind: test
+    image: {image}
+    commands:
+      - echo "token is [${{TOKEN:-unset}}]"
+      - test ! -e /run/secrets/TOKEN
+"#
+    );
+    let repo = repo("mask", &[(".moat.yml", &pipeline)]);
+    let logs = TempDir::new("mask-logs");
+    let child = moat()
+        .arg("run")
+        .arg(repo.path())
+        .args(["--secret", "TOKEN", "--secret", "KEY", "--log-dir"])
+        .arg(logs.path())
+        .env("TOKEN", secret)
+        .env("KEY", key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert_no_leftovers(pid);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stdout = text(&out.stdout);
+    let mut everything = stdout.clone();
+    for f in std::fs::read_dir(logs.path()).unwrap() {
+        everything.push_str(&std::fs::read_to_string(f.unwrap().path()).unwrap());
+    }
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
+    for needle in [
+        secret,
+        url_encoded,
+        &b64[..b64.len() - 4],
+        &hex_lower(secret),
+        "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+        "BKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj",
+    ] {
+        assert!(
+            !everything.contains(needle),
+            "{needle:?} leaked:\n{everything}"
+        );
+    }
+    assert!(stdout.contains("| plain ***"), "{stdout}");
+    assert!(stdout.contains("| url ***"), "{stdout}");
+    assert!(stdout.contains("| split: *** done"), "{stdout}");
+    assert!(
+        stdout.contains("| 400\n"),
+        "secret files are 0400: {stdout}"
+    );
+    assert!(stdout.contains("ungranted | token is [unset]"), "{stdout}");
+}
+
+fn hex_lower(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}

@@ -421,7 +421,7 @@ impl Agent {
         }
         let result = self
             .engine
-            .run_stage(&handle, stage, &*observer, cancel)
+            .run_stage(&handle, stage, &job.secrets.0, &*observer, cancel)
             .await;
         if result.status == StageStatus::Passed
             && job.has_dependants

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::docker::{self, Owner, ensure_image, is_not_found, labels, server_message};
 use crate::error::EngineError;
 use crate::logs::{LineSplitter, StreamKind, fmt_duration, fmt_size};
+use crate::mask::{MaskStream, Masker};
 
 /// Where the workspace volume is mounted in every stage container.
 pub const WORKSPACE: &str = "/workspace";
@@ -397,28 +398,41 @@ impl Engine {
 
     /// Runs one stage to its end and reports how it ended. Never panics on engine errors: they
     /// become a failed result with the reason.
+    ///
+    /// `secrets` are the values granted to this stage (name, value): they reach the container as
+    /// environment variables and as files `/run/secrets/NAME` (mode 0400), and every line the
+    /// stage prints — and every message about it — is masked for them.
     pub async fn run_stage(
         &self,
         run: &RunHandle,
         stage: &PlannedStage,
+        secrets: &[(String, String)],
         observer: &dyn Observer,
         cancel: &CancellationToken,
     ) -> StageResult {
         let started = Instant::now();
+        let masker = Masker::new(&secrets.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>());
+        let masked = Masking {
+            inner: observer,
+            masker: &masker,
+        };
+        let observer: &dyn Observer = &masked;
         observer.stage_started(stage);
-        let (status, exit_code, reason) =
-            match self.run_stage_inner(run, stage, observer, cancel).await {
-                Ok(r) => r,
-                Err(e) => {
-                    let msg = e.to_string();
-                    observer.log_line(stage, StreamKind::System, &msg);
-                    (StageStatus::Failed, None, Some(msg))
-                }
-            };
+        let (status, exit_code, reason) = match self
+            .run_stage_inner(run, stage, secrets, &masker, observer, cancel)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = e.to_string();
+                observer.log_line(stage, StreamKind::System, &msg);
+                (StageStatus::Failed, None, Some(msg))
+            }
+        };
         let result = StageResult {
             status,
             exit_code,
-            reason,
+            reason: reason.map(|r| masker.mask_str(&r)),
             duration: started.elapsed(),
         };
         tracing::info!(
@@ -436,6 +450,8 @@ impl Engine {
         &self,
         run: &RunHandle,
         stage: &PlannedStage,
+        secrets: &[(String, String)],
+        masker: &Masker,
         observer: &dyn Observer,
         cancel: &CancellationToken,
     ) -> Result<(StageStatus, Option<i64>, Option<String>), EngineError> {
@@ -464,7 +480,7 @@ impl Engine {
                 }
                 services.push(self.start_service(run, stage, svc, observer).await?);
             }
-            self.run_container(run, stage, image, observer, cancel)
+            self.run_container(run, stage, image, secrets, masker, observer, cancel)
                 .await
         }
         .await;
@@ -519,16 +535,22 @@ impl Engine {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn run_container(
         &self,
         run: &RunHandle,
         stage: &PlannedStage,
         image: &str,
+        secrets: &[(String, String)],
+        masker: &Masker,
         observer: &dyn Observer,
         cancel: &CancellationToken,
     ) -> Result<(StageStatus, Option<i64>, Option<String>), EngineError> {
         let name = format!("moat-{}-{}", run.run_id, stage.name);
-        let body = self.stage_container_body(run, stage, image);
+        let mut body = self.stage_container_body(run, stage, image);
+        if let Some(env) = body.env.as_mut() {
+            env.extend(secrets.iter().map(|(k, v)| format!("{k}={v}")));
+        }
         let created = self
             .docker
             .create_container(
@@ -537,7 +559,13 @@ impl Engine {
             )
             .await?;
         let id = created.id;
-        let outcome = self.supervise(&id, stage, observer, cancel).await;
+        if !secrets.is_empty()
+            && let Err(e) = self.write_secret_files(&id, secrets).await
+        {
+            self.remove_container(&id).await;
+            return Err(e);
+        }
+        let outcome = self.supervise(&id, stage, masker, observer, cancel).await;
         let oom = match &outcome {
             Ok(Ending::Exited(_)) => self
                 .docker
@@ -589,6 +617,7 @@ impl Engine {
         &self,
         id: &str,
         stage: &PlannedStage,
+        masker: &Masker,
         observer: &dyn Observer,
         cancel: &CancellationToken,
     ) -> Result<Ending, EngineError> {
@@ -616,7 +645,7 @@ impl Engine {
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         let mut last_output = tokio::time::Instant::now();
-        let mut sink = LogSink::new(&self.config, stage, observer);
+        let mut sink = LogSink::new(&self.config, stage, masker, observer);
         let mut logs_open = true;
         let mut ending: Option<Ending> = None;
         let exit_code: i64 = loop {
@@ -664,6 +693,49 @@ impl Engine {
         }
         sink.finish();
         Ok(ending.unwrap_or(Ending::Exited(exit_code)))
+    }
+
+    /// Writes `/run/secrets/NAME` (mode 0400) into the created container's own filesystem
+    /// layer: never into an image, gone with the container.
+    async fn write_secret_files(
+        &self,
+        id: &str,
+        secrets: &[(String, String)],
+    ) -> Result<(), EngineError> {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (dir, mode) in [("run/", 0o755), ("run/secrets/", 0o755)] {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(mode);
+            h.set_size(0);
+            h.set_cksum();
+            tar.append_data(&mut h, dir, std::io::empty())
+                .map_err(|e| EngineError::Workspace(e.to_string()))?;
+        }
+        for (name, value) in secrets {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o400);
+            h.set_size(value.len() as u64);
+            h.set_cksum();
+            tar.append_data(&mut h, format!("run/secrets/{name}"), value.as_bytes())
+                .map_err(|e| EngineError::Workspace(e.to_string()))?;
+        }
+        let archive = tar
+            .into_inner()
+            .map_err(|e| EngineError::Workspace(e.to_string()))?;
+        self.docker
+            .upload_to_container(
+                id,
+                Some(UploadToContainerOptionsBuilder::default().path("/").build()),
+                bollard::body_full(archive.into()),
+            )
+            .await
+            .map_err(|e| {
+                EngineError::Workspace(format!(
+                    "cannot place the stage's secret files: {}",
+                    server_message(&e)
+                ))
+            })
     }
 
     async fn kill(&self, id: &str) {
@@ -812,24 +884,59 @@ impl Engine {
     }
 }
 
+/// Masks every line and message on its way to the real observer.
+struct Masking<'a> {
+    inner: &'a dyn Observer,
+    masker: &'a Masker,
+}
+
+impl Observer for Masking<'_> {
+    fn stage_started(&self, stage: &PlannedStage) {
+        self.inner.stage_started(stage);
+    }
+
+    fn log_line(&self, stage: &PlannedStage, stream: StreamKind, line: &str) {
+        if self.masker.is_empty() {
+            self.inner.log_line(stage, stream, line);
+        } else {
+            self.inner
+                .log_line(stage, stream, &self.masker.mask_str(line));
+        }
+    }
+
+    fn stage_finished(&self, stage: &PlannedStage, result: &StageResult) {
+        self.inner.stage_finished(stage, result);
+    }
+}
+
 /// Splits a stage's output into lines per stream, enforces the log cap, and hands lines on.
 struct LogSink<'a> {
     stage: &'a PlannedStage,
     observer: &'a dyn Observer,
     stdout: LineSplitter,
     stderr: LineSplitter,
+    /// Masking happens on the raw bytes, before lines are cut, so nothing escapes at a cut.
+    mask_out: MaskStream,
+    mask_err: MaskStream,
     written: usize,
     limit: usize,
     capped: bool,
 }
 
 impl<'a> LogSink<'a> {
-    fn new(config: &EngineConfig, stage: &'a PlannedStage, observer: &'a dyn Observer) -> Self {
+    fn new(
+        config: &EngineConfig,
+        stage: &'a PlannedStage,
+        masker: &Masker,
+        observer: &'a dyn Observer,
+    ) -> Self {
         LogSink {
             stage,
             observer,
             stdout: LineSplitter::new(config.max_line),
             stderr: LineSplitter::new(config.max_line),
+            mask_out: masker.stream(),
+            mask_err: masker.stream(),
             written: 0,
             limit: config.log_limit,
             capped: false,
@@ -852,8 +959,14 @@ impl<'a> LogSink<'a> {
         let (stage, observer) = (self.stage, self.observer);
         let emit = |line: &[u8]| observer.log_line(stage, kind, &String::from_utf8_lossy(line));
         match kind {
-            StreamKind::Stderr => self.stderr.push(bytes, emit),
-            _ => self.stdout.push(bytes, emit),
+            StreamKind::Stderr => {
+                let masked = self.mask_err.push(bytes);
+                self.stderr.push(&masked, emit)
+            }
+            _ => {
+                let masked = self.mask_out.push(bytes);
+                self.stdout.push(&masked, emit)
+            }
         }
         if self.written > self.limit {
             self.capped = true;
@@ -870,10 +983,21 @@ impl<'a> LogSink<'a> {
 
     fn finish(&mut self) {
         let (stage, observer) = (self.stage, self.observer);
-        self.stdout
-            .finish(|l| observer.log_line(stage, StreamKind::Stdout, &String::from_utf8_lossy(l)));
-        self.stderr
-            .finish(|l| observer.log_line(stage, StreamKind::Stderr, &String::from_utf8_lossy(l)));
+        let out =
+            |l: &[u8]| observer.log_line(stage, StreamKind::Stdout, &String::from_utf8_lossy(l));
+        let err =
+            |l: &[u8]| observer.log_line(stage, StreamKind::Stderr, &String::from_utf8_lossy(l));
+        // What the maskers held back for a possible split secret is complete now.
+        let rest = self.mask_out.finish();
+        if !self.capped {
+            self.stdout.push(&rest, out);
+        }
+        let rest = self.mask_err.finish();
+        if !self.capped {
+            self.stderr.push(&rest, err);
+        }
+        self.stdout.finish(out);
+        self.stderr.finish(err);
     }
 }
 

@@ -11,8 +11,10 @@ pub mod agent;
 pub mod docker;
 pub mod engine;
 pub mod error;
+pub mod gate;
 pub mod local;
 pub mod logs;
+pub mod mask;
 pub mod protocol;
 pub mod scan;
 pub mod vuln;
@@ -20,5 +22,5 @@ pub mod workspace;
 
 pub use engine::{Engine, EngineConfig, Observer, RunHandle, StageResult, StageStatus};
 pub use error::EngineError;
-pub use local::{RunReport, RunStatus, execute, new_run_id};
+pub use local::{RunOptions, RunReport, RunStatus, execute, new_run_id};
 pub use logs::StreamKind;

@@ -50,16 +50,33 @@ pub fn new_run_id() -> String {
         .collect()
 }
 
-/// Runs `plan` with `workspace` (a tar archive) as the shared workspace.
+/// What a local run needs besides its plan.
+pub struct RunOptions {
+    pub run_id: String,
+    /// The shared workspace, as a tar archive.
+    pub workspace: Vec<u8>,
+    /// Independent stages running at once.
+    pub parallel: usize,
+    /// Secret values by name; each stage gets those its `secrets:` lists.
+    pub secrets: Vec<(String, String)>,
+}
+
+/// Runs `plan` on `engine`.
 pub async fn execute(
     engine: Arc<Engine>,
     plan: &Plan,
-    run_id: &str,
-    workspace: Vec<u8>,
-    parallel: usize,
+    options: RunOptions,
     observer: Arc<dyn Observer>,
     cancel: CancellationToken,
 ) -> Result<RunReport, EngineError> {
+    let RunOptions {
+        run_id,
+        workspace,
+        parallel,
+        secrets,
+    } = options;
+    let run_id = run_id.as_str();
+    let secrets = Arc::new(secrets);
     let started = Instant::now();
     let n = plan.stages.len();
     let mut results: Vec<Option<StageResult>> = vec![None; n];
@@ -152,15 +169,23 @@ pub async fn execute(
                     continue;
                 }
                 started_flags[s.index] = true;
-                let (engine, handle, observer, cancel) = (
+                let (engine, handle, observer, cancel, secrets) = (
                     engine.clone(),
                     handle.clone(),
                     observer.clone(),
                     cancel.clone(),
+                    secrets.clone(),
                 );
                 let stage = s.clone();
                 running.spawn(async move {
-                    let r = engine.run_stage(&handle, &stage, &*observer, &cancel).await;
+                    let granted: Vec<(String, String)> = stage
+                        .secrets
+                        .iter()
+                        .filter_map(|n| secrets.iter().find(|(k, _)| k == n).cloned())
+                        .collect();
+                    let r = engine
+                        .run_stage(&handle, &stage, &granted, &*observer, &cancel)
+                        .await;
                     (stage.index, r)
                 });
             }

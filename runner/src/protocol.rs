@@ -73,6 +73,23 @@ pub struct JobAssignment {
     pub has_dependants: bool,
     pub lease_ms: u64,
     pub heartbeat_ms: u64,
+    /// The secrets granted to this stage, as (name, value). Sent only over this channel, kept
+    /// only in the runner's memory, masked in every log line.
+    #[serde(default)]
+    pub secrets: SecretValues,
+}
+
+/// Secret values by name. Its `Debug` shows only the names, so an assignment can be logged.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretValues(pub Vec<(String, String)>);
+
+impl std::fmt::Debug for SecretValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| format!("{k}=***")))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use moat_pipelines::{Event, EventKind, Plan, PlannedStage, Policy};
+use moat_runner::gate::GateMode;
 use moat_runner::logs::fmt_duration;
 use moat_runner::{
     Engine, EngineConfig, Observer, RunStatus, StageResult, StageStatus, StreamKind, workspace,
@@ -24,6 +25,13 @@ pub enum EventArg {
     PullRequest,
     Tag,
     Manual,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum GateArg {
+    Block,
+    Warn,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -68,6 +76,13 @@ pub struct RunArgs {
     /// Write each stage's output to DIR/<stage>.log.
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
+    /// Give the stages that list it the secret NAME; its value comes from the environment
+    /// variable NAME, or is asked for (repeatable). Values are masked in all output.
+    #[arg(long = "secret", value_name = "NAME")]
+    pub secrets: Vec<String>,
+    /// The secret gate: block the run on credentials in the source, warn, or skip the scan.
+    #[arg(long, value_enum, default_value = "block")]
+    pub secret_gate: GateArg,
     #[arg(long, value_enum, default_value = "auto")]
     pub color: ColorArg,
 }
@@ -276,6 +291,24 @@ async fn run(args: RunArgs) -> u8 {
         return 2;
     }
 
+    let secrets = match read_secrets(&args.secrets, &pipeline) {
+        Ok(s) => s,
+        Err(msg) => {
+            eprintln!("moat: {msg}");
+            return 2;
+        }
+    };
+    for s in plan.stages.iter().filter(|s| s.skip.is_none()) {
+        for name in &s.secrets {
+            if !secrets.iter().any(|(k, _)| k == name) {
+                eprintln!(
+                    "moat: warning: stage {} is granted secret {name}, but no value was given (pass --secret {name}); it runs without it",
+                    s.name
+                );
+            }
+        }
+    }
+
     let docker = match moat_runner::docker::connect().await {
         Ok(d) => d,
         Err(e) => {
@@ -293,6 +326,35 @@ async fn run(args: RunArgs) -> u8 {
             return 2;
         }
     };
+
+    let mode = match args.secret_gate {
+        GateArg::Block => GateMode::Block,
+        GateArg::Warn => GateMode::Warn,
+        GateArg::Off => GateMode::Off,
+    };
+    match moat_runner::gate::check_archive(&tar, mode, None, &std::env::temp_dir()) {
+        Ok(outcome) => {
+            if let Some(report) = &outcome.report
+                && !report.findings.is_empty()
+            {
+                eprint!("{}", moat_runner::scan::secrets::report::table(report));
+            }
+            if outcome.blocked {
+                eprintln!(
+                    "moat: run {run_id}: {}. Remove the credential, or allow-list its fingerprint with a reason in .moat/secrets.allow.",
+                    outcome.summary()
+                );
+                return 1;
+            }
+            if mode != GateMode::Off {
+                println!("moat: {}", outcome.summary());
+            }
+        }
+        Err(e) => {
+            eprintln!("moat: {e}");
+            return 2;
+        }
+    }
 
     let mut config = EngineConfig::default();
     if let Some(d) = args.no_output_timeout {
@@ -335,12 +397,16 @@ async fn run(args: RunArgs) -> u8 {
         &checkout.commit[..checkout.commit.len().min(12)],
         event.kind
     );
+    let options = moat_runner::RunOptions {
+        run_id: run_id.clone(),
+        workspace: tar,
+        parallel,
+        secrets,
+    };
     let report = match moat_runner::execute(
         engine,
         &plan,
-        &run_id,
-        tar,
-        parallel,
+        options,
         terminal.clone(),
         cancel.clone(),
     )
@@ -370,6 +436,38 @@ async fn run(args: RunArgs) -> u8 {
         RunStatus::Failed => 1,
         RunStatus::Cancelled => 130,
     }
+}
+
+/// Values for `--secret NAME`: from the environment variable NAME, or asked for on the
+/// terminal without echo. Names must be declared under `secrets:`; values must be at least
+/// four characters (shorter ones could not be masked without masking ordinary words).
+fn read_secrets(
+    names: &[String],
+    pipeline: &moat_pipelines::Pipeline,
+) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for name in names {
+        if !pipeline.secrets.iter().any(|s| &s.name == name) {
+            return Err(format!(
+                "--secret {name}: the pipeline declares no secret of that name"
+            ));
+        }
+        let value =
+            match std::env::var(name) {
+                Ok(v) => v,
+                Err(_) => rpassword::prompt_password(format!("value of secret {name}: ")).map_err(
+                    |e| format!("--secret {name}: not in the environment, and cannot ask: {e}"),
+                )?,
+            };
+        if value.chars().count() < moat_runner::mask::MIN_SECRET_LEN {
+            return Err(format!(
+                "--secret {name}: values must be at least {} characters",
+                moat_runner::mask::MIN_SECRET_LEN
+            ));
+        }
+        out.push((name.clone(), value));
+    }
+    Ok(out)
 }
 
 /// The checkout whose project is `dir` or, when `search` is set, the nearest directory from

@@ -113,6 +113,7 @@ async fn assignment(state: &AppState, c: Claimed) -> ApiResult<JobAssignment> {
         has_dependants,
         lease_ms: state.config.lease.as_millis() as u64,
         heartbeat_ms: state.config.heartbeat.as_millis() as u64,
+        secrets: SecretValues::default(),
     })
 }
 

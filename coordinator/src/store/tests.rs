@@ -1448,3 +1448,57 @@ async fn claim_throughput() {
         check_counters(&db.url).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement"]
+async fn sqlite_floor() {
+    let db = TestDb::sqlite();
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&db.url)
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        .connect_with(opts)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO t VALUES (1, 0)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let n = 5000;
+    let t = Instant::now();
+    for _ in 0..n {
+        let _: i64 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    }
+    println!("select 1 via pool: {:.1?}/op", t.elapsed() / n);
+    let mut c = pool.acquire().await.unwrap();
+    let t = Instant::now();
+    for _ in 0..n {
+        let _: i64 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+    }
+    println!("select 1 on a connection: {:.1?}/op", t.elapsed() / n);
+    drop(c);
+    let t = Instant::now();
+    for _ in 0..n {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+        sqlx::query("UPDATE t SET v = v + 1 WHERE id = 1")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    println!("begin+update+commit: {:.1?}/op", t.elapsed() / n);
+}

@@ -8,6 +8,8 @@
 //! - `image`, `inventory`, `sbom`: reading images layer by layer, package databases and lock
 //!   files, CycloneDX output.
 
+pub mod version;
+
 use serde::{Deserialize, Serialize};
 
 /// Where a package comes from, in OSV's naming.

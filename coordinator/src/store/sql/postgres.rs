@@ -9,8 +9,9 @@
 
 use std::time::Duration;
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, Pool, Postgres, Transaction};
+use sqlx::{Connection, PgPool, Pool, Postgres, Transaction};
 
 use crate::store::{Result, StoreError};
 
@@ -69,13 +70,13 @@ impl PgStore {
         &self.pool
     }
 
-    fn writer(&self) -> &Pool<Db> {
-        &self.pool
+    async fn writer(&self) -> Result<PoolConnection<Db>> {
+        Ok(self.pool.acquire().await?)
     }
+}
 
-    async fn begin_write(&self) -> Result<Transaction<'static, Db>> {
-        Ok(self.pool.begin().await?)
-    }
+async fn begin_write(c: &mut Conn) -> Result<Transaction<'_, Db>> {
+    Ok(c.begin().await?)
 }
 
 /// Takes the repository's row lock for the rest of the transaction (see the module docs).

@@ -1,9 +1,9 @@
 //! Every query and the scheduling rules, shared by both backends. This file is compiled once
 //! inside each backend module (`#[path]`), which supplies `Db`, `Conn`, `DbRow`, `Backend`,
 //! `BACKEND_NAME`, the fragment macros `for_update!`, `skip_locked!`, `next_claim_seq!`, and
-//! the functions `lock_repo`, `lock_repo_of_job`, `lock_run_logs`, `pick_repo`,
-//! `is_retryable` plus the methods
-//! `reader`, `writer`, `begin_write` on `Backend`.
+//! the functions `begin_write`, `lock_repo`, `lock_repo_of_job`, `lock_run_logs`, `pick_repo`,
+//! `is_retryable`, and the methods `reader` (a pool) and `writer` (a connection for writing)
+//! on `Backend`.
 //!
 //! SQL is written once: `$N` placeholders (SQLite accepts them), `TRUE`/`FALSE`, `RETURNING`
 //! and `ON CONFLICT … DO NOTHING` mean the same in both. Status words appear as literals, not
@@ -21,7 +21,7 @@ use sqlx::{QueryBuilder, Row};
 
 // The fragment macros (`for_update!` …) come from the backend module by textual scope.
 use super::{
-    BACKEND_NAME, Backend, Conn, Db, DbRow, is_retryable, lock_repo, lock_repo_of_job,
+    BACKEND_NAME, Backend, Conn, Db, DbRow, begin_write, is_retryable, lock_repo, lock_repo_of_job,
     lock_run_logs, pick_repo,
 };
 use crate::store::{
@@ -37,7 +37,8 @@ macro_rules! write_tx {
     ($store:expr, |$c:ident| $body:expr) => {{
         let mut retries = 0u32;
         loop {
-            let mut tx = $store.begin_write().await?;
+            let mut conn = $store.writer().await?;
+            let mut tx = begin_write(&mut conn).await?;
             let outcome: Result<_> = async {
                 let $c: &mut Conn = &mut tx;
                 $body
@@ -890,7 +891,7 @@ impl Store for Backend {
         .bind(hash)
         .bind(description)
         .bind(crate::store::now_ms())
-        .fetch_one(self.writer())
+        .fetch_one(&mut *self.writer().await?)
         .await
         .map_err(|e| classify(e, || "a token with this hash already exists".into()))?;
         token_from_row(&row)
@@ -908,7 +909,7 @@ impl Store for Backend {
     async fn consume_registration_token(&self, hash: &[u8]) -> Result<bool> {
         let done = sqlx::query("DELETE FROM tokens WHERE hash = $1 AND kind = 'registration'")
             .bind(hash)
-            .execute(self.writer())
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -931,7 +932,7 @@ impl Store for Backend {
         .bind(token_hash)
         .bind(slots)
         .bind(crate::store::now_ms())
-        .fetch_one(self.writer())
+        .fetch_one(&mut *self.writer().await?)
         .await
         .map_err(|e| classify(e, || "a runner with this token already exists".into()))?;
         runner_from_row(&row)
@@ -951,7 +952,7 @@ impl Store for Backend {
         let done = sqlx::query("UPDATE runners SET last_seen_at = $2 WHERE id = $1")
             .bind(runner_id)
             .bind(now)
-            .execute(self.writer())
+            .execute(&mut *self.writer().await?)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -984,7 +985,7 @@ impl Store for Backend {
         .bind(repo.cancel_superseded)
         .bind(branches)
         .bind(crate::store::now_ms())
-        .fetch_one(self.writer())
+        .fetch_one(&mut *self.writer().await?)
         .await
         .map_err(|e| classify(e, || format!("repository {} already exists", repo.name)))?;
         repo_from_row(&row)
@@ -1022,7 +1023,7 @@ impl Store for Backend {
         // Runs, jobs, logs and deliveries go with it (ON DELETE CASCADE).
         let done = sqlx::query("DELETE FROM repos WHERE id = $1")
             .bind(id)
-            .execute(self.writer())
+            .execute(&mut *self.writer().await?)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -1056,7 +1057,7 @@ impl Store for Backend {
         .bind(event)
         .bind(payload)
         .bind(now)
-        .fetch_optional(self.writer())
+        .fetch_optional(&mut *self.writer().await?)
         .await
         .map_err(|e| classify(e, String::new))
     }
@@ -1071,7 +1072,7 @@ impl Store for Backend {
         ))
         .bind(now)
         .bind(now + lease_ms)
-        .fetch_optional(self.writer())
+        .fetch_optional(&mut *self.writer().await?)
         .await?;
         let Some(r) = row else { return Ok(None) };
         Ok(Some(Delivery {
@@ -1091,7 +1092,7 @@ impl Store for Backend {
         .bind(id)
         .bind(now)
         .bind(error)
-        .execute(self.writer())
+        .execute(&mut *self.writer().await?)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -1186,7 +1187,7 @@ impl Store for Backend {
         .bind(job_id)
         .bind(runner_id)
         .bind(now + lease_ms)
-        .fetch_optional(self.writer())
+        .fetch_optional(&mut *self.writer().await?)
         .await?;
         match cancel_requested {
             Some(cancel_requested) => Ok(HeartbeatReply { cancel_requested }),
@@ -1234,7 +1235,7 @@ impl Store for Backend {
              WHERE status = 'running' AND lease_expires_at < $1",
         )
         .bind(until)
-        .execute(self.writer())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(done.rows_affected())
     }
@@ -1298,7 +1299,7 @@ impl Store for Backend {
         .bind(action)
         .bind(run_id)
         .bind(detail)
-        .execute(self.writer())
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }

@@ -5,7 +5,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Pool, Sqlite, Transaction};
+use sqlx::{Connection, Pool, Sqlite, SqliteConnection, Transaction};
+use tokio::sync::{Mutex, MutexGuard};
 
 use crate::store::Result;
 
@@ -42,10 +43,11 @@ mod shared;
 pub struct SqliteStore {
     /// Readers run concurrently with the writer (WAL).
     read: Pool<Sqlite>,
-    /// Exactly one connection: SQLite admits one writer at a time anyway, and queueing writers
-    /// on the pool (fair, async) is far cheaper than letting them collide on the file lock,
-    /// where SQLite's busy handler sleeps in steps of milliseconds.
-    write: Pool<Sqlite>,
+    /// The one connection that writes. SQLite admits one writer at a time anyway; queueing
+    /// writers on a fair async mutex is far cheaper than letting several connections collide
+    /// on the file lock (SQLite's busy handler sleeps in steps of milliseconds), and cheaper
+    /// than a one-connection pool (whose acquire/release costs more than a statement).
+    write: Mutex<SqliteConnection>,
 }
 
 impl SqliteStore {
@@ -61,6 +63,8 @@ impl SqliteStore {
     }
 
     pub async fn open(options: SqliteConnectOptions) -> Result<Self> {
+        // sqlx names in-memory databases `file:sqlx-in-memory-N` (shared cache, so the reader
+        // pool and the writer see one database for as long as the writer lives).
         let in_memory = options
             .get_filename()
             .to_string_lossy()
@@ -75,37 +79,36 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let pool = |max: u32| {
-            SqlitePoolOptions::new()
-                .max_connections(max)
-                // Pinging a local file before every use buys nothing and costs a round trip to
-                // the connection's worker thread.
-                .test_before_acquire(false)
-        };
-        let write = pool(1).connect_with(options.clone()).await?;
-        sqlx::migrate!("../migrations/sqlite").run(&write).await?;
-        // An in-memory database lives as long as some connection to it: keep one pool.
-        let read = if in_memory {
-            write.clone()
-        } else {
-            pool(4).connect_with(options).await?
-        };
-        Ok(SqliteStore { read, write })
+        let mut write = SqliteConnection::connect_with(&options).await?;
+        sqlx::migrate!("../migrations/sqlite")
+            .run(&mut write)
+            .await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            // Pinging a local file before every use buys nothing and costs a round trip to
+            // the connection's worker thread.
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore {
+            read,
+            write: Mutex::new(write),
+        })
     }
 
     fn reader(&self) -> &Pool<Db> {
         &self.read
     }
 
-    fn writer(&self) -> &Pool<Db> {
-        &self.write
+    async fn writer(&self) -> Result<MutexGuard<'_, SqliteConnection>> {
+        Ok(self.write.lock().await)
     }
+}
 
-    /// `BEGIN IMMEDIATE` takes the write lock up front: a deferred transaction that reads and
-    /// then writes fails with `SQLITE_BUSY` when another process wrote in between.
-    async fn begin_write(&self) -> Result<Transaction<'static, Db>> {
-        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
-    }
+/// `BEGIN IMMEDIATE` takes the write lock up front: a deferred transaction that reads and then
+/// writes fails with `SQLITE_BUSY` when another process wrote in between.
+async fn begin_write(c: &mut Conn) -> Result<Transaction<'_, Db>> {
+    Ok(c.begin_with("BEGIN IMMEDIATE").await?)
 }
 
 /// Nothing to do: the write transaction already excludes every other writer, and callers

@@ -1,0 +1,972 @@
+//! Image reader: turns a container image (from the Docker engine, or a `docker save` tarball)
+//! into the final file tree the inventory analyzers need — without writing anything to disk.
+//!
+//! The save format lists layers in no useful order (Docker tars its export directory
+//! lexically, so `<v1-id>/layer.tar` entries come in hash order and `manifest.json` near the
+//! end). Rather than spooling layers to disk or exporting twice, each layer is read once, as
+//! it streams by, into a small [`LayerDelta`]: the files the analyzers want (by path, see
+//! [`inventory::wanted`](super::inventory::wanted)), the build information of Go executables,
+//! its whiteouts and opaque directories, and 64-bit hashes of every path it writes. When the
+//! manifest and config have been seen, the deltas are merged bottom-up in manifest order with
+//! overlay semantics: `.wh.<name>` deletes `<name>` (and everything below it) from lower
+//! layers, `.wh..wh..opq` hides all lower content of its directory, and an entry that is not a
+//! directory hides lower content at and below its path. File contents that are not wanted are
+//! never buffered: the tar reader skips them in fixed-size chunks.
+//!
+//! Each kept file records the layer (config `rootfs.diff_ids` entry) that last wrote it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{self, BufReader, Cursor, Read};
+use std::path::Path;
+use std::sync::Arc;
+
+use bollard::Docker;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use super::inventory::{self, GoBuildInfo};
+
+/// Largest wanted text file (package database, lock file, metadata) that is kept.
+const MAX_KEPT_FILE: u64 = 64 << 20;
+/// Largest Go executable that is read whole (larger ones are only scanned as they stream by).
+const MAX_WHOLE_EXECUTABLE: u64 = 512 << 20;
+/// Largest JSON document (manifest, config, index) of a save that is kept.
+const MAX_JSON: u64 = 16 << 20;
+/// Symlinks this shallow are kept whatever their name, so that paths through merged-/usr
+/// links (`lib -> usr/lib`) resolve.
+const SHALLOW_SYMLINK_DEPTH: usize = 2;
+
+/// Reading or understanding an image failed.
+#[derive(Debug, Error)]
+pub enum ImageError {
+    #[error("image {reference:?} not found on the Docker engine")]
+    NotFound { reference: String },
+    #[error("Docker engine error for image {reference:?}: {source}")]
+    Docker {
+        reference: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("reading the image archive: {0}")]
+    Io(#[from] io::Error),
+    #[error("not a usable image archive: {0}")]
+    Format(String),
+    #[error("the archive holds several images ({}); name one", images.join(", "))]
+    Ambiguous { images: Vec<String> },
+    #[error("the archive has no image {0:?}")]
+    NoSuchImage(String),
+    #[error("image ID mismatch: the engine reported {expected}, the exported config is {actual}")]
+    IdMismatch { expected: String, actual: String },
+}
+
+/// What identifies an image and its layers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageMeta {
+    /// What the user named (tag, ID or digest reference), if anything.
+    pub reference: Option<String>,
+    /// The image ID: `sha256:` of the config JSON.
+    pub id: String,
+    pub repo_tags: Vec<String>,
+    /// `name@sha256:…` of the pushed or pulled manifest (engine only; a save has none).
+    pub repo_digests: Vec<String>,
+    pub os: Option<String>,
+    pub architecture: Option<String>,
+    /// Bottom to top.
+    pub layers: Vec<LayerMeta>,
+}
+
+/// One layer of an image.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerMeta {
+    /// `sha256:` of the uncompressed layer tar (config `rootfs.diff_ids`).
+    pub diff_id: String,
+    /// The Dockerfile step that made it, from the config's history.
+    pub created_by: Option<String>,
+}
+
+/// An image: identity plus the analyzers' view of its final file tree.
+#[derive(Debug, Clone, Default)]
+pub struct ImageTree {
+    pub meta: ImageMeta,
+    pub files: FileTree,
+}
+
+/// The kept part of a file tree, keyed by path relative to the root (`etc/os-release`, no
+/// leading slash).
+#[derive(Debug, Clone, Default)]
+pub struct FileTree {
+    entries: BTreeMap<String, TreeEntry>,
+}
+
+/// One kept path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntry {
+    /// The diff ID of the layer that last wrote it (none outside images).
+    pub layer: Option<Arc<str>>,
+    pub node: Node,
+}
+
+/// What a kept path is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    /// A wanted file's content (hard links are resolved to their target's content).
+    File(Vec<u8>),
+    /// A symbolic link and its target as stored.
+    Symlink(String),
+    /// A Go executable: only its build information is kept.
+    GoBinary(GoBuildInfo),
+}
+
+impl FileTree {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces a path (normalised: no leading `/` or `./`).
+    pub fn insert(&mut self, path: &str, layer: Option<Arc<str>>, node: Node) {
+        self.entries
+            .insert(normalize(path).to_string(), TreeEntry { layer, node });
+    }
+
+    pub fn get(&self, path: &str) -> Option<&TreeEntry> {
+        self.entries.get(normalize(path))
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// All kept paths in lexical order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &TreeEntry)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Looks a path up following kept symlinks, in the path and its directories (at most 40,
+    /// like the kernel). Returns the resolved path and its entry, which is never a symlink.
+    pub fn resolve(&self, path: &str) -> Option<(String, &TreeEntry)> {
+        let mut current = clean(normalize(path));
+        'hops: for _ in 0..40 {
+            if let Some(e) = self.entries.get(&current) {
+                match &e.node {
+                    Node::Symlink(target) => {
+                        current = join_link(&current, target, "");
+                        continue 'hops;
+                    }
+                    _ => return Some((current, e)),
+                }
+            }
+            // A symlinked directory on the way?
+            for (i, _) in current.match_indices('/') {
+                if let Some(TreeEntry {
+                    node: Node::Symlink(target),
+                    ..
+                }) = self.entries.get(&current[..i])
+                {
+                    current = join_link(&current[..i], target, &current[i + 1..]);
+                    continue 'hops;
+                }
+            }
+            return None;
+        }
+        None
+    }
+
+    /// The content of a file, following symlinks.
+    pub fn read(&self, path: &str) -> Option<&[u8]> {
+        match self.resolve(path)?.1 {
+            TreeEntry {
+                node: Node::File(b), ..
+            } => Some(b),
+            _ => None,
+        }
+    }
+
+    fn remove_under(&mut self, dir: &str) {
+        if dir.is_empty() {
+            self.entries.clear();
+            return;
+        }
+        let start = format!("{dir}/");
+        // '0' is the character after '/': the range holds exactly the paths under `dir/`.
+        let end = format!("{dir}0");
+        let doomed: Vec<String> = self.entries.range(start..end).map(|(k, _)| k.clone()).collect();
+        for k in doomed {
+            self.entries.remove(&k);
+        }
+    }
+}
+
+/// `link` (a symlink at path `at`) followed by `rest`, as a clean root-relative path.
+fn join_link(at: &str, target: &str, rest: &str) -> String {
+    let mut joined = if target.starts_with('/') {
+        target.to_string()
+    } else {
+        match at.rfind('/') {
+            Some(i) => format!("{}/{target}", &at[..i]),
+            None => target.to_string(),
+        }
+    };
+    if !rest.is_empty() {
+        joined.push('/');
+        joined.push_str(rest);
+    }
+    clean(&joined)
+}
+
+/// Resolves `.` and `..` lexically; `..` at the root stays at the root.
+fn clean(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    parts.join("/")
+}
+
+/// Tar paths come as `usr/bin/x`, `./usr/bin/x` or `/usr/bin/x`, directories with a trailing
+/// slash; the tree uses `usr/bin/x`.
+fn normalize(path: &str) -> &str {
+    let mut p = path;
+    loop {
+        if let Some(rest) = p.strip_prefix("./") {
+            p = rest;
+        } else if let Some(rest) = p.strip_prefix('/') {
+            p = rest;
+        } else {
+            break;
+        }
+    }
+    let p = p.trim_end_matches('/');
+    if p == "." { "" } else { p }
+}
+
+/// FNV-1a, 64 bits: cheap, allocation-free identity for every path a layer writes.
+fn path_hash(path: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in path {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// What one layer contributes, independent of the layers below it.
+#[derive(Debug, Default)]
+struct LayerDelta {
+    /// Kept entries in archive order (a later entry for the same path wins).
+    files: Vec<(String, Node)>,
+    /// Wanted hard links whose target was not kept in this layer: (path, target).
+    hardlinks: Vec<(String, String)>,
+    /// Paths deleted from lower layers (`.wh.<name>`).
+    whiteouts: Vec<String>,
+    /// Directories whose lower content is hidden (`.wh..wh..opq`).
+    opaque: Vec<String>,
+    /// Hashes of every non-directory path written (hides lower content at and below it).
+    nondirs: HashSet<u64>,
+    /// Hashes of every directory written (hides a lower non-directory at that path).
+    dirs: HashSet<u64>,
+}
+
+impl LayerDelta {
+    /// Whether this layer hides a lower layer's entry at `path`.
+    fn hides(&self, path: &str) -> bool {
+        let h = path_hash(path.as_bytes());
+        if self.nondirs.contains(&h) || self.dirs.contains(&h) {
+            return true;
+        }
+        path.match_indices('/')
+            .any(|(i, _)| self.nondirs.contains(&path_hash(&path.as_bytes()[..i])))
+    }
+}
+
+/// Reads one layer tar (plain or gzip) entry by entry.
+fn read_layer<R: Read>(reader: R, scratch: &mut Vec<u8>) -> Result<LayerDelta, ImageError> {
+    let mut delta = LayerDelta::default();
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let raw_path = entry.path_bytes();
+        let owned;
+        let path = match std::str::from_utf8(&raw_path) {
+            Ok(p) => normalize(p),
+            Err(_) => {
+                owned = String::from_utf8_lossy(&raw_path).into_owned();
+                normalize(&owned)
+            }
+        }
+        .to_string();
+        drop(raw_path);
+        let (parent, name) = match path.rfind('/') {
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => ("", path.as_str()),
+        };
+        if let Some(hidden) = name.strip_prefix(".wh.") {
+            if hidden == ".wh..opq" {
+                delta.opaque.push(parent.to_string());
+            } else if !hidden.starts_with(".wh.") {
+                // `.wh..wh.plnk`, `.wh..wh.aufs`: AUFS bookkeeping, not deletions.
+                delta.whiteouts.push(if parent.is_empty() {
+                    hidden.to_string()
+                } else {
+                    format!("{parent}/{hidden}")
+                });
+            }
+            continue;
+        }
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            delta.dirs.insert(path_hash(path.as_bytes()));
+            continue;
+        }
+        delta.nondirs.insert(path_hash(path.as_bytes()));
+        let wanted = inventory::wanted(&path);
+        if kind.is_file() {
+            let size = entry.size();
+            if wanted {
+                if size <= MAX_KEPT_FILE {
+                    let mut content = Vec::with_capacity(size as usize);
+                    entry.read_to_end(&mut content)?;
+                    delta.files.push((path, Node::File(content)));
+                } else {
+                    tracing::warn!(%path, size, "wanted file too large, not analysed");
+                }
+            } else {
+                let executable = entry.header().mode().map(|m| m & 0o111 != 0).unwrap_or(false);
+                if executable && size >= 64 {
+                    if let Some(info) =
+                        inventory::sniff_executable(&mut entry, size, scratch, MAX_WHOLE_EXECUTABLE)?
+                    {
+                        delta.files.push((path, Node::GoBinary(info)));
+                    }
+                }
+            }
+        } else if kind.is_symlink() {
+            if wanted || path.split('/').count() <= SHALLOW_SYMLINK_DEPTH {
+                if let Some(target) = entry.link_name_bytes() {
+                    let target = String::from_utf8_lossy(&target).into_owned();
+                    delta.files.push((path, Node::Symlink(target)));
+                }
+            }
+        } else if kind.is_hard_link() && wanted {
+            if let Some(target) = entry.link_name_bytes() {
+                let target = normalize(&String::from_utf8_lossy(&target)).to_string();
+                match delta.files.iter().rev().find(|(p, _)| *p == target) {
+                    Some((_, node)) => {
+                        let node = node.clone();
+                        delta.files.push((path, node));
+                    }
+                    None => delta.hardlinks.push((path, target)),
+                }
+            }
+        }
+    }
+    Ok(delta)
+}
+
+#[derive(Deserialize)]
+struct SaveManifest {
+    #[serde(rename = "Config")]
+    config: String,
+    #[serde(rename = "RepoTags", default)]
+    repo_tags: Option<Vec<String>>,
+    #[serde(rename = "Layers", default)]
+    layers: Vec<String>,
+}
+
+/// The pieces of an image archive gathered in one pass.
+#[derive(Default)]
+struct Gathered {
+    layers: Vec<LayerDelta>,
+    /// Archive path of a layer blob → index in `layers`.
+    layer_at: HashMap<String, usize>,
+    /// Layers in a format this reader cannot decompress (zstd), by archive path.
+    unsupported: HashMap<String, &'static str>,
+    json: HashMap<String, Vec<u8>>,
+    /// Symlinked archive members (Docker links duplicate `layer.tar`s): path → target path.
+    links: HashMap<String, String>,
+}
+
+impl Gathered {
+    fn layer(&self, path: &str) -> Result<&LayerDelta, ImageError> {
+        let mut p = normalize(path).to_string();
+        for _ in 0..8 {
+            if let Some(&i) = self.layer_at.get(&p) {
+                return Ok(&self.layers[i]);
+            }
+            if let Some(why) = self.unsupported.get(&p) {
+                return Err(ImageError::Format(format!("layer {path} is {why}, which is not supported")));
+            }
+            match self.links.get(&p) {
+                Some(t) => p = t.clone(),
+                None => break,
+            }
+        }
+        Err(ImageError::Format(format!("layer {path} is missing from the archive")))
+    }
+
+    fn json(&self, path: &str) -> Result<&[u8], ImageError> {
+        let mut p = normalize(path).to_string();
+        for _ in 0..8 {
+            if let Some(b) = self.json.get(&p) {
+                return Ok(b);
+            }
+            match self.links.get(&p) {
+                Some(t) => p = t.clone(),
+                None => break,
+            }
+        }
+        Err(ImageError::Format(format!("{path} is missing from the archive")))
+    }
+}
+
+fn gather<R: Read>(reader: R) -> Result<Gathered, ImageError> {
+    let mut g = Gathered::default();
+    let mut scratch = Vec::new();
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = normalize(&String::from_utf8_lossy(&entry.path_bytes())).to_string();
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() || kind.is_hard_link() {
+            if let Some(target) = entry.link_name_bytes() {
+                let target = String::from_utf8_lossy(&target).into_owned();
+                let resolved = if kind.is_hard_link() {
+                    normalize(&target).to_string()
+                } else {
+                    join_link(&path, &target, "")
+                };
+                g.links.insert(path, resolved);
+            }
+            continue;
+        }
+        if !kind.is_file() || path.ends_with("/json") || path.ends_with("VERSION") {
+            // Directories, and the legacy per-layer v1 metadata nobody needs.
+            continue;
+        }
+        let size = entry.size();
+        let mut peek = [0u8; 512];
+        let n = read_full(&mut entry, &mut peek)?;
+        let head = &peek[..n];
+        let is_gzip = head.starts_with(&[0x1f, 0x8b]);
+        let is_tar = n == 512 && (&head[257..262] == b"ustar" || head.iter().all(|&b| b == 0));
+        if is_gzip || is_tar {
+            let rest = Cursor::new(head.to_vec()).chain(&mut entry);
+            let delta = if is_gzip {
+                read_layer(flate2::read::MultiGzDecoder::new(rest), &mut scratch)
+            } else {
+                read_layer(rest, &mut scratch)
+            }
+            .map_err(|e| match e {
+                ImageError::Io(io) => ImageError::Io(io::Error::new(io.kind(), format!("layer {path}: {io}"))),
+                other => other,
+            })?;
+            g.layer_at.insert(path, g.layers.len());
+            g.layers.push(delta);
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            g.unsupported.insert(path, "zstd-compressed");
+        } else if head.trim_ascii_start().starts_with(b"{") || head.trim_ascii_start().starts_with(b"[") {
+            if size <= MAX_JSON {
+                let mut content = head.to_vec();
+                entry.read_to_end(&mut content)?;
+                g.json.insert(path, content);
+            }
+        }
+    }
+    Ok(g)
+}
+
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(k) => filled += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Config path, layer paths and tags of the chosen image, from `manifest.json` (Docker) or,
+/// failing that, `index.json` (OCI image layout).
+fn choose(g: &Gathered, select: Option<&str>) -> Result<(String, Vec<String>, Vec<String>), ImageError> {
+    if let Some(raw) = g.json.get("manifest.json") {
+        let manifests: Vec<SaveManifest> = serde_json::from_slice(raw)
+            .map_err(|e| ImageError::Format(format!("manifest.json: {e}")))?;
+        let tags = |m: &SaveManifest| m.repo_tags.clone().unwrap_or_default();
+        let chosen = match select {
+            Some(want) => {
+                let want_hex = want.trim_start_matches("sha256:");
+                manifests.iter().find(|m| {
+                    let t = tags(m);
+                    t.iter().any(|t| t == want || *t == format!("{want}:latest"))
+                        || (want_hex.len() >= 12 && m.config.contains(want_hex))
+                })
+                .or_else(|| (manifests.len() == 1).then(|| &manifests[0]))
+                .ok_or_else(|| ImageError::NoSuchImage(want.to_string()))?
+            }
+            None if manifests.len() == 1 => &manifests[0],
+            None if manifests.is_empty() => {
+                return Err(ImageError::Format("manifest.json lists no image".into()));
+            }
+            None => {
+                return Err(ImageError::Ambiguous {
+                    images: manifests
+                        .iter()
+                        .map(|m| tags(m).first().cloned().unwrap_or_else(|| m.config.clone()))
+                        .collect(),
+                });
+            }
+        };
+        return Ok((chosen.config.clone(), chosen.layers.clone(), tags(chosen)));
+    }
+    let Some(raw) = g.json.get("index.json") else {
+        return Err(ImageError::Format(
+            "neither manifest.json nor index.json: not a docker save or OCI layout".into(),
+        ));
+    };
+    let blob = |digest: &str| -> String { format!("blobs/{}", digest.replacen(':', "/", 1)) };
+    let mut doc: Value = serde_json::from_slice(raw).map_err(|e| ImageError::Format(format!("index.json: {e}")))?;
+    let mut tags = Vec::new();
+    // Follow nested indexes (multi-platform images) to the first linux manifest.
+    for _ in 0..4 {
+        if doc.get("layers").is_some() {
+            break;
+        }
+        let manifests = doc
+            .get("manifests")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let pick = manifests
+            .iter()
+            .find(|m| {
+                let name = m.pointer("/annotations/org.opencontainers.image.ref.name").and_then(Value::as_str);
+                select.is_some_and(|s| name == Some(s))
+            })
+            .or_else(|| {
+                manifests.iter().find(|m| {
+                    m.pointer("/platform/os").and_then(Value::as_str).is_none_or(|os| os == "linux")
+                        && m.pointer("/platform/architecture").and_then(Value::as_str) != Some("unknown")
+                })
+            })
+            .ok_or_else(|| ImageError::Format("the OCI index lists no image manifest".into()))?;
+        if let Some(name) = pick.pointer("/annotations/org.opencontainers.image.ref.name").and_then(Value::as_str) {
+            tags.push(name.to_string());
+        }
+        let digest = pick.get("digest").and_then(Value::as_str).unwrap_or("");
+        doc = serde_json::from_slice(g.json(&blob(digest))?)
+            .map_err(|e| ImageError::Format(format!("manifest {digest}: {e}")))?;
+    }
+    let config = doc
+        .pointer("/config/digest")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ImageError::Format("OCI manifest without config".into()))?;
+    let layers = doc
+        .get("layers")
+        .and_then(Value::as_array)
+        .map(|ls| {
+            ls.iter()
+                .filter_map(|l| l.get("digest").and_then(Value::as_str).map(blob))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((blob(config), layers, tags))
+}
+
+#[derive(Deserialize)]
+struct ImageConfig {
+    #[serde(default)]
+    os: Option<String>,
+    #[serde(default)]
+    architecture: Option<String>,
+    rootfs: RootFs,
+    #[serde(default)]
+    history: Vec<History>,
+}
+
+#[derive(Deserialize)]
+struct RootFs {
+    #[serde(default)]
+    diff_ids: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct History {
+    #[serde(default)]
+    created_by: Option<String>,
+    #[serde(default)]
+    empty_layer: bool,
+}
+
+/// Reads an image archive (`docker save` format, or an OCI image layout tar) from a stream.
+/// `select` names the image (tag or ID) when the archive holds several.
+pub fn read_saved_from<R: Read>(reader: R, select: Option<&str>) -> Result<ImageTree, ImageError> {
+    let g = gather(reader)?;
+    let (config_path, layer_paths, repo_tags) = choose(&g, select)?;
+    let config_raw = g.json(&config_path)?;
+    let config: ImageConfig = serde_json::from_slice(config_raw)
+        .map_err(|e| ImageError::Format(format!("image config {config_path}: {e}")))?;
+    if config.rootfs.diff_ids.len() != layer_paths.len() {
+        return Err(ImageError::Format(format!(
+            "the manifest lists {} layers but the config {} diff IDs",
+            layer_paths.len(),
+            config.rootfs.diff_ids.len()
+        )));
+    }
+    let id = format!("sha256:{}", hex::encode(Sha256::digest(config_raw)));
+    let mut created_by = config
+        .history
+        .iter()
+        .filter(|h| !h.empty_layer)
+        .map(|h| h.created_by.clone());
+    let layers: Vec<LayerMeta> = config
+        .rootfs
+        .diff_ids
+        .iter()
+        .map(|d| LayerMeta {
+            diff_id: d.clone(),
+            created_by: created_by.next().flatten(),
+        })
+        .collect();
+
+    let mut tree = FileTree::new();
+    for (path, meta) in layer_paths.iter().zip(&layers) {
+        let delta = g.layer(path)?;
+        let layer: Arc<str> = Arc::from(meta.diff_id.as_str());
+        for dir in &delta.opaque {
+            tree.remove_under(dir);
+        }
+        for gone in &delta.whiteouts {
+            tree.entries.remove(gone);
+            tree.remove_under(gone);
+        }
+        if !delta.nondirs.is_empty() || !delta.dirs.is_empty() {
+            tree.entries.retain(|p, _| !delta.hides(p));
+        }
+        for (p, node) in &delta.files {
+            tree.entries.insert(
+                p.clone(),
+                TreeEntry {
+                    layer: Some(layer.clone()),
+                    node: node.clone(),
+                },
+            );
+        }
+        for (p, target) in &delta.hardlinks {
+            // The link's target was written by a lower layer (or not kept at all).
+            if let Some(TreeEntry { node, .. }) = tree.entries.get(target).cloned() {
+                tree.entries.insert(
+                    p.clone(),
+                    TreeEntry {
+                        layer: Some(layer.clone()),
+                        node,
+                    },
+                );
+            }
+        }
+    }
+    Ok(ImageTree {
+        meta: ImageMeta {
+            reference: select.map(str::to_string).or_else(|| repo_tags.first().cloned()),
+            id,
+            repo_tags,
+            repo_digests: Vec::new(),
+            os: config.os,
+            architecture: config.architecture,
+            layers,
+        },
+        files: tree,
+    })
+}
+
+/// Reads a `docker save` tarball (`moat scan image --input FILE`), optionally gzip-compressed
+/// as a whole (`docker save | gzip`). `select` names the image when the file holds several.
+pub fn read_saved(path: &Path, select: Option<&str>) -> Result<ImageTree, ImageError> {
+    let mut file = BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    let mut magic = [0u8; 2];
+    let n = read_full(&mut file, &mut magic)?;
+    let head = Cursor::new(magic[..n].to_vec());
+    if magic == [0x1f, 0x8b] {
+        read_saved_from(flate2::read::MultiGzDecoder::new(head.chain(file)), select)
+    } else {
+        read_saved_from(head.chain(file), select)
+    }
+}
+
+/// Exports an image (tag, ID or `name@digest`) from the engine and reads it as it streams: the
+/// archive is parsed on a blocking thread fed through a bounded channel, so at most a few
+/// chunks of the export are in memory. Records the engine's tags and repo digests, and checks
+/// that the exported config is the image the engine named.
+pub async fn read_image(docker: &Docker, reference: &str) -> Result<ImageTree, ImageError> {
+    let inspect = docker.inspect_image(reference).await.map_err(|e| {
+        if crate::docker::is_not_found(&e) {
+            ImageError::NotFound {
+                reference: reference.to_string(),
+            }
+        } else {
+            ImageError::Docker {
+                reference: reference.to_string(),
+                source: e,
+            }
+        }
+    })?;
+    let id = inspect.id.clone().unwrap_or_else(|| reference.to_string());
+
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    // Export by ID so that a tag moved meanwhile cannot swap the image under the scan.
+    let stream = docker.export_image(&id);
+    let pump = async move {
+        futures_util::pin_mut!(stream);
+        while let Some(item) = stream.next().await {
+            let failed = item.is_err();
+            if tx.send(item.map_err(io::Error::other)).await.is_err() || failed {
+                break; // the reader is done (or failed): stop pulling
+            }
+        }
+    };
+    let parse = tokio::task::spawn_blocking(move || read_saved_from(ChannelReader::new(rx), None));
+    let ((), parsed) = tokio::join!(pump, parse);
+    let mut image = parsed.map_err(|e| ImageError::Io(io::Error::other(e)))??;
+
+    if inspect.id.as_deref().is_some_and(|want| want != image.meta.id) {
+        return Err(ImageError::IdMismatch {
+            expected: id,
+            actual: image.meta.id,
+        });
+    }
+    image.meta.reference = Some(reference.to_string());
+    image.meta.repo_tags = inspect.repo_tags.unwrap_or_default();
+    image.meta.repo_digests = inspect.repo_digests.unwrap_or_default();
+    Ok(image)
+}
+
+/// A blocking `Read` over chunks sent from async code.
+struct ChannelReader<B> {
+    rx: tokio::sync::mpsc::Receiver<io::Result<B>>,
+    current: Option<B>,
+    pos: usize,
+}
+
+impl<B> ChannelReader<B> {
+    fn new(rx: tokio::sync::mpsc::Receiver<io::Result<B>>) -> Self {
+        ChannelReader {
+            rx,
+            current: None,
+            pos: 0,
+        }
+    }
+}
+
+impl<B: AsRef<[u8]>> Read for ChannelReader<B> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(chunk) = &self.current {
+                let rest = &chunk.as_ref()[self.pos..];
+                if !rest.is_empty() {
+                    let n = rest.len().min(buf.len());
+                    buf[..n].copy_from_slice(&rest[..n]);
+                    self.pos += n;
+                    return Ok(n);
+                }
+            }
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => {
+                    self.current = Some(chunk);
+                    self.pos = 0;
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A layer tar from (path, kind, content) triples: kind `f` file, `x` executable, `d` dir,
+    /// `l` symlink (content = target), `h` hard link (content = target).
+    fn layer(entries: &[(&str, char, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, content) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(if *kind == 'x' { 0o755 } else { 0o644 });
+            match kind {
+                'd' => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_size(0);
+                    b.append_data(&mut h, path, &[][..]).unwrap();
+                }
+                'l' | 'h' => {
+                    h.set_entry_type(if *kind == 'l' {
+                        tar::EntryType::Symlink
+                    } else {
+                        tar::EntryType::Link
+                    });
+                    h.set_size(0);
+                    b.append_link(&mut h, path, std::str::from_utf8(content).unwrap()).unwrap();
+                }
+                _ => {
+                    h.set_size(content.len() as u64);
+                    b.append_data(&mut h, path, *content).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    /// A docker-save archive of the given layers, listed in reverse order (as a save may).
+    fn save(layers: &[Vec<u8>], gzip_first: bool) -> Vec<u8> {
+        let diff_ids: Vec<String> = layers
+            .iter()
+            .map(|l| format!("sha256:{}", hex::encode(Sha256::digest(l))))
+            .collect();
+        let config = serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": diff_ids.iter().enumerate().map(|(i, _)| serde_json::json!({"created_by": format!("step {i}")})).collect::<Vec<_>>(),
+        })
+        .to_string();
+        let config_hex = hex::encode(Sha256::digest(config.as_bytes()));
+        let manifest = serde_json::json!([{
+            "Config": format!("{config_hex}.json"),
+            "RepoTags": ["test/image:1"],
+            "Layers": (0..layers.len()).map(|i| format!("l{i}/layer.tar")).collect::<Vec<_>>(),
+        }])
+        .to_string();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, path, data).unwrap();
+        };
+        add(&mut b, "manifest.json", manifest.as_bytes());
+        for (i, l) in layers.iter().enumerate().rev() {
+            if i == 0 && gzip_first {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                std::io::Write::write_all(&mut gz, l).unwrap();
+                add(&mut b, &format!("l{i}/layer.tar"), &gz.finish().unwrap());
+            } else {
+                add(&mut b, &format!("l{i}/layer.tar"), l);
+            }
+        }
+        add(&mut b, &format!("{config_hex}.json"), config.as_bytes());
+        b.into_inner().unwrap()
+    }
+
+    fn paths(t: &ImageTree) -> Vec<String> {
+        t.files.iter().map(|(p, _)| p.to_string()).collect()
+    }
+
+    const META: &[u8] = b"Name: a\nVersion: 1\n";
+
+    #[test]
+    fn whiteouts_opaque_and_shadowing() {
+        let base = layer(&[
+            ("usr/", 'd', b""),
+            ("usr/lib/", 'd', b""),
+            ("usr/lib/os-release", 'f', b"ID=debian\nVERSION_ID=\"12\"\n"),
+            ("etc/os-release", 'l', b"../usr/lib/os-release"),
+            ("site/a-1.dist-info/METADATA", 'f', META),
+            ("site/b-1.dist-info/METADATA", 'f', META),
+            ("opq/c-1.dist-info/METADATA", 'f', META),
+            ("swap/d-1.dist-info/METADATA", 'f', META),
+            ("lib", 'l', b"usr/lib"),
+            ("usr/bin/cat", 'x', b"\x7fELF not really an ELF file but long enough to be sniffed ......"),
+        ]);
+        let upper = layer(&[
+            ("site/.wh.a-1.dist-info", 'f', b""),
+            ("opq/", 'd', b""),
+            ("opq/.wh..wh..opq", 'f', b""),
+            ("opq/e-1.dist-info/METADATA", 'f', META),
+            ("swap", 'l', b"elsewhere"),
+            ("site/b-1.dist-info/INSTALLER", 'f', b"pip"),
+            ("hl/f-1.dist-info/METADATA", 'h', b"site/b-1.dist-info/METADATA"),
+        ]);
+        for gz in [false, true] {
+            let t = read_saved_from(Cursor::new(save(&[base.clone(), upper.clone()], gz)), None).unwrap();
+            assert_eq!(
+                paths(&t),
+                [
+                    "etc/os-release",
+                    "hl/f-1.dist-info/METADATA",
+                    "lib",
+                    "opq/e-1.dist-info/METADATA",
+                    "site/b-1.dist-info/METADATA",
+                    "swap",
+                    "usr/lib/os-release",
+                ]
+            );
+            let (l0, l1) = (&t.meta.layers[0].diff_id, &t.meta.layers[1].diff_id);
+            assert_eq!(t.files.get("site/b-1.dist-info/METADATA").unwrap().layer.as_deref(), Some(l0.as_str()));
+            assert_eq!(t.files.get("opq/e-1.dist-info/METADATA").unwrap().layer.as_deref(), Some(l1.as_str()));
+            assert_eq!(t.files.read("hl/f-1.dist-info/METADATA"), Some(META));
+            assert_eq!(t.files.read("etc/os-release"), Some(&b"ID=debian\nVERSION_ID=\"12\"\n"[..]));
+            assert_eq!(t.files.resolve("lib/os-release").unwrap().0, "usr/lib/os-release");
+            assert_eq!(t.meta.repo_tags, ["test/image:1"]);
+            assert_eq!(t.meta.layers[1].created_by.as_deref(), Some("step 1"));
+            assert!(t.meta.id.starts_with("sha256:"));
+        }
+    }
+
+    #[test]
+    fn whole_directory_whiteout_and_root_opaque() {
+        let base = layer(&[("app/x-1.dist-info/METADATA", 'f', META), ("keep/y-1.dist-info/METADATA", 'f', META)]);
+        let del = layer(&[("./.wh.app", 'f', b"")]);
+        let t = read_saved_from(Cursor::new(save(&[base.clone(), del], false)), None).unwrap();
+        assert_eq!(paths(&t), ["keep/y-1.dist-info/METADATA"]);
+        let wipe = layer(&[(".wh..wh..opq", 'f', b""), ("new/z-1.dist-info/METADATA", 'f', META)]);
+        let t = read_saved_from(Cursor::new(save(&[base, wipe], false)), None).unwrap();
+        assert_eq!(paths(&t), ["new/z-1.dist-info/METADATA"]);
+    }
+
+    #[test]
+    fn go_binaries_are_reduced_to_build_info() {
+        let bin = inventory::synthetic_executable("go1.20.1", "path\tx\nmod\tx\tv1.0.0\t\n", true, true);
+        let l = layer(&[("usr/local/bin/app", 'x', &bin), ("usr/local/bin/data", 'f', &bin)]);
+        let t = read_saved_from(Cursor::new(save(&[l], false)), None).unwrap();
+        assert_eq!(paths(&t), ["usr/local/bin/app"]);
+        match &t.files.get("usr/local/bin/app").unwrap().node {
+            Node::GoBinary(info) => assert_eq!(info.go_version, "go1.20.1"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_archives() {
+        let err = read_saved_from(Cursor::new(layer(&[("a", 'f', b"x")])), None).unwrap_err();
+        assert!(matches!(err, ImageError::Format(_)), "{err}");
+        let mut s = save(&[layer(&[("a", 'f', b"x")])], false);
+        s.truncate(600);
+        assert!(read_saved_from(Cursor::new(s), None).is_err());
+    }
+
+    #[test]
+    fn resolve_symlink_chains() {
+        let mut t = FileTree::new();
+        t.insert("usr/lib/os-release", None, Node::File(b"ID=alpine".to_vec()));
+        t.insert("etc/os-release", None, Node::Symlink("/etc/alt".into()));
+        t.insert("etc/alt", None, Node::Symlink("../lib/os-release".into()));
+        t.insert("lib", None, Node::Symlink("usr/lib".into()));
+        t.insert("loop", None, Node::Symlink("loop".into()));
+        assert_eq!(t.read("etc/os-release"), Some(&b"ID=alpine"[..]));
+        assert_eq!(t.read("loop"), None);
+        assert_eq!(t.read("nothing"), None);
+    }
+}
