@@ -8,6 +8,7 @@ pub mod demo;
 pub mod forge;
 pub mod git;
 pub mod http;
+pub mod policy;
 pub mod server;
 pub mod store;
 pub mod tokens;
