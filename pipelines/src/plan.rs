@@ -40,6 +40,10 @@ pub struct PlannedStage {
     pub resources: Resources,
     pub services: Vec<Service>,
     pub secrets: Vec<String>,
+    /// The declarations of the granted secrets (where each value comes from, whether it is
+    /// deploy-only), so an executor needs nothing but the planned stage.
+    #[serde(default)]
+    pub secret_decls: Vec<crate::model::SecretDecl>,
     pub privileged: bool,
     pub mounts: Vec<Mount>,
     pub build: Option<BuildSpec>,
@@ -211,6 +215,11 @@ pub fn plan(pipeline: &Pipeline, event: &Event) -> Plan {
             resources: s.resources,
             services,
             secrets: s.secrets.clone(),
+            secret_decls: s
+                .secrets
+                .iter()
+                .filter_map(|n| pipeline.secrets.iter().find(|d| &d.name == n).cloned())
+                .collect(),
             privileged: s.privileged,
             mounts: s.mounts.clone(),
             build,
