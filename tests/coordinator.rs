@@ -793,3 +793,148 @@ async fn admin_cli_verbs() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("401"), "{}", describe(&out));
 }
+
+/// A pull request payload from GitHub's example, pointed at local commits.
+fn pull_request_payload(head_branch: &str, head: &str, base: &str, fork: bool) -> Vec<u8> {
+    let path = tests_dir().join("fixtures/webhooks/github/pull_request/opened.payload.json");
+    let mut v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    v["pull_request"]["head"]["ref"] = json!(head_branch);
+    v["pull_request"]["head"]["sha"] = json!(head);
+    v["pull_request"]["base"]["ref"] = json!("main");
+    v["pull_request"]["base"]["sha"] = json!(base);
+    if fork {
+        v["pull_request"]["head"]["repo"]["id"] = json!(424242);
+        v["pull_request"]["head"]["repo"]["full_name"] = json!("mallory/fork");
+    }
+    serde_json::to_vec(&v).unwrap()
+}
+
+fn leaked_aws_key() -> String {
+    format!("{}{}", "AKIA", "ZQ3DRXWJ5OBVEH4P")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn secret_gate_blocks_pushes_and_judges_only_what_a_pull_request_adds() {
+    let image = busybox_image();
+    let dir = TempDir::new("e2e-gate");
+    let db = Db::fresh(dir.path()).await;
+    let coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
+    let api = coordinator.api();
+    let pipeline = format!(
+        "version: 1\non:\n  push: {{ branches: [main] }}\n  pull_request: {{ branches: [main] }}\nstages:\n  - name: t\n    kind: test\n    image: {image}\n    commands: [\"echo ran\"]\n"
+    );
+    let leaked = format!("aws_access_key_id = {}\n", leaked_aws_key());
+    let origin = Origin::new(
+        "gate",
+        &[(".moat.yml", &pipeline), ("conf/aws.ini", &leaked)],
+    );
+    let (_, path, secret) = api.add_repo("gate", &origin.url()).await;
+    let _runner = RunnerProc::start(
+        &coordinator,
+        &api.registration_token().await,
+        &dir.path().join("r"),
+        "r",
+        1,
+    );
+
+    // A push of a tree with a leaked key: blocked before any stage, with the evidence.
+    push(&coordinator, &path, &secret, &origin, "gate-1").await;
+    let id = api.first_run("gate", Duration::from_secs(30)).await;
+    let run = api.wait_run(id, Duration::from_secs(30), finished).await;
+    assert_eq!(run["status"], "failed", "{run:#}");
+    assert_eq!(
+        run["reason"], "blocked by gate: secrets (1 finding)",
+        "{run:#}"
+    );
+    assert_eq!(
+        run["stages"].as_array().unwrap().len(),
+        0,
+        "no stage was created"
+    );
+    let gate = &run["gates"][0]["detail"];
+    assert_eq!(gate["blocked"], true, "{run:#}");
+    let evidence = gate["findings"].to_string();
+    assert!(evidence.contains("conf/aws.ini"), "{evidence}");
+    assert!(!evidence.contains(&leaked_aws_key()), "{evidence}");
+
+    // A pull request that adds an unrelated file is judged on its change only: it passes.
+    let work = origin.work.path();
+    git(work, &["checkout", "-q", "-b", "feature"]);
+    std::fs::write(work.join("notes.txt"), "nothing secret\n").unwrap();
+    git(work, &["add", "-A"]);
+    git(work, &["commit", "-q", "-m", "notes"]);
+    let head = git(work, &["rev-parse", "HEAD"]);
+    git(
+        work,
+        &["push", "-q", origin.bare.to_str().unwrap(), "feature"],
+    );
+    let body = pull_request_payload("feature", &head, &origin.commit, false);
+    let sig = github_signature(&secret, &body);
+    let (status, v) = send_webhook(
+        &coordinator.base,
+        &path,
+        "pull_request",
+        "gate-pr-1",
+        Some(&sig),
+        body,
+    )
+    .await;
+    assert_eq!(status, 202, "{v}");
+    let pr_run = loop {
+        let runs = api.runs_of("gate").await;
+        if let Some(r) = runs.iter().find(|r| r["event"] == "pull_request") {
+            break r["id"].as_i64().unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let run = api
+        .wait_run(pr_run, Duration::from_secs(60), finished)
+        .await;
+    assert_eq!(run["status"], "passed", "{run:#}\n{}", coordinator.log());
+
+    // A pull request that adds a key is blocked.
+    let key2 = format!(
+        "token = {}{}\n",
+        "ghp_", "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3fG5"
+    );
+    std::fs::write(work.join("deploy.env"), key2).unwrap();
+    git(work, &["add", "-A"]);
+    git(work, &["commit", "-q", "-m", "oops"]);
+    let head2 = git(work, &["rev-parse", "HEAD"]);
+    git(
+        work,
+        &["push", "-q", origin.bare.to_str().unwrap(), "feature"],
+    );
+    let body = pull_request_payload("feature", &head2, &origin.commit, false);
+    let sig = github_signature(&secret, &body);
+    assert_eq!(
+        send_webhook(
+            &coordinator.base,
+            &path,
+            "pull_request",
+            "gate-pr-2",
+            Some(&sig),
+            body
+        )
+        .await
+        .0,
+        202
+    );
+    let blocked = loop {
+        let runs = api.runs_of("gate").await;
+        if let Some(r) = runs.iter().find(|r| r["commit"] == head2.as_str()) {
+            break r["id"].as_i64().unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let run = api
+        .wait_run(blocked, Duration::from_secs(30), finished)
+        .await;
+    assert_eq!(run["status"], "failed", "{run:#}");
+    let evidence = run["gates"][0]["detail"]["findings"].to_string();
+    assert!(evidence.contains("deploy.env"), "{evidence}");
+    assert!(
+        !evidence.contains("conf/aws.ini"),
+        "only the change is judged: {evidence}"
+    );
+}

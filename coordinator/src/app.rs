@@ -6,12 +6,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use moat_pipelines::{Event, EventKind, Policy};
+use moat_pipelines::{Event, EventKind};
+use moat_runner::gate::{self, GateMode};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::crypto::{KeyRing, SealKey};
 use crate::forge::{self, Parsed, Trigger};
 use crate::git::Mirrors;
+use crate::policy::AdminPolicy;
 use crate::store::{self, NewJob, NewRun, Repository, Run, Store, now_ms};
 
 #[derive(Debug, Clone)]
@@ -28,7 +31,8 @@ pub struct Config {
     pub max_webhook_body: usize,
     /// Largest workspace snapshot a runner may upload.
     pub max_snapshot: u64,
-    pub policy: Policy,
+    /// The administrator's floor (`--policy moat.toml`).
+    pub policy: AdminPolicy,
     /// Set for Postgres: coordinators sharing the database wake each other with
     /// `LISTEN`/`NOTIFY` on this connection string.
     pub notify_url: Option<String>,
@@ -44,7 +48,7 @@ impl Config {
             max_retries: 1,
             max_webhook_body: 10 << 20,
             max_snapshot: 4 << 30,
-            policy: Policy::default(),
+            policy: AdminPolicy::default(),
             notify_url: None,
         }
     }
@@ -75,9 +79,26 @@ impl Topic {
 /// The `NOTIFY` channel coordinators share.
 const CHANNEL: &str = "moat_events";
 
+/// The coordinator's keys: secrets at rest, and sealed values.
+pub struct Keys {
+    pub secrets: KeyRing,
+    pub seal: SealKey,
+}
+
+impl Keys {
+    /// `<data>/secrets.key` and `<data>/seal.key`, created (mode 0600) on first start.
+    pub fn load_or_create(data_dir: &std::path::Path) -> anyhow::Result<Self> {
+        Ok(Keys {
+            secrets: KeyRing::load_or_create(&data_dir.join("secrets.key"))?,
+            seal: SealKey::load_or_create(&data_dir.join("seal.key"))?,
+        })
+    }
+}
+
 pub struct App {
     pub store: Arc<dyn Store>,
     pub config: Config,
+    pub keys: Keys,
     pub mirrors: Mirrors,
     /// Signalled when jobs may have become claimable.
     pub jobs_ready: Notify,
@@ -100,7 +121,7 @@ impl std::ops::Deref for AppState {
 }
 
 impl App {
-    pub fn new(store: Arc<dyn Store>, config: Config) -> Arc<Self> {
+    pub fn new(store: Arc<dyn Store>, config: Config, keys: Keys) -> Arc<Self> {
         let mirrors = Mirrors::new(config.data_dir.join("repos"));
         let notifier = config.notify_url.as_deref().and_then(|url| {
             sqlx::postgres::PgPoolOptions::new()
@@ -111,6 +132,7 @@ impl App {
         Arc::new(App {
             store,
             config,
+            keys,
             mirrors,
             jobs_ready: Notify::new(),
             deliveries: Notify::new(),
@@ -315,6 +337,44 @@ impl App {
         }
     }
 
+    /// Scans the source at the event's commit (for a pull request: only what it adds) with
+    /// the administrator's gate mode.
+    async fn secret_gate(
+        &self,
+        repo: &Repository,
+        t: &Trigger,
+    ) -> anyhow::Result<gate::GateOutcome> {
+        let mode: GateMode = self.config.policy.secret_gate;
+        if mode == GateMode::Off {
+            return Ok(gate::GateOutcome {
+                mode,
+                report: None,
+                blocked: false,
+            });
+        }
+        let archive = self.mirrors.archive(repo.id, &t.commit).await?;
+        let diff = match (&t.kind, &t.base_commit) {
+            (EventKind::PullRequest, Some(base)) => {
+                match self.mirrors.diff(repo.id, base, &t.commit).await {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        // Without the base, judge the whole tree: stricter, never looser.
+                        tracing::warn!(repo = %repo.name, error = %e, "no pull request diff; the secret gate scans the whole tree");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let tmp = self.config.data_dir.join("tmp");
+        tokio::fs::create_dir_all(&tmp).await?;
+        let outcome = tokio::task::spawn_blocking(move || {
+            gate::check_archive(&archive, mode, diff.as_deref(), &tmp)
+        })
+        .await??;
+        Ok(outcome)
+    }
+
     /// Fetches the commit, reads and plans the pipeline, and stores the run. A pipeline that
     /// does not parse becomes a failed run that says why; one whose `on:` does not match the
     /// event starts nothing (`Ok(None)`).
@@ -361,16 +421,28 @@ impl App {
                 return Ok(Some(self.store.create_run(new, now_ms()).await?));
             }
         };
-        let pipeline = match moat_pipelines::parse_with(&file, &self.config.policy) {
-            Ok(p) => p,
-            Err(diags) => {
-                new.failed = Some(format!(
-                    "invalid pipeline file:\n{}",
-                    diags.render(".moat.yml").trim_end()
-                ));
-                return Ok(Some(self.store.create_run(new, now_ms()).await?));
-            }
-        };
+        let policy = &self.config.policy;
+        let mut pipeline =
+            match moat_pipelines::parse_with(&file, &policy.pipeline_policy(&repo.name)) {
+                Ok(p) => p,
+                Err(diags) => {
+                    new.failed = Some(format!(
+                        "invalid pipeline file:\n{}",
+                        diags.render(".moat.yml").trim_end()
+                    ));
+                    return Ok(Some(self.store.create_run(new, now_ms()).await?));
+                }
+            };
+        let raised = policy.apply_floor(&mut pipeline);
+        let gate = self.secret_gate(repo, t).await;
+        if let Ok(outcome) = &gate
+            && outcome.blocked
+        {
+            new.failed = Some(outcome.summary());
+        }
+        if let Err(e) = &gate {
+            new.failed = Some(format!("secret gate could not run: {e:#}"));
+        }
         let event = Event {
             kind: t.kind,
             branch: t.branch.clone(),
@@ -385,17 +457,47 @@ impl App {
             tracing::info!(repo = %repo.name, event = %t.kind, "`on:` does not match; no run");
             return Ok(None);
         }
-        let plan = moat_pipelines::plan(&pipeline, &event);
-        for s in &plan.stages {
-            new.jobs.push(NewJob {
-                stage_index: s.index as i64,
-                name: s.name.clone(),
-                needs: s.needs.iter().map(|&i| i as i64).collect(),
-                spec: serde_json::to_string(s)?,
-                skip: s.skip.clone(),
-            });
+        if new.failed.is_none() {
+            let plan = moat_pipelines::plan(&pipeline, &event);
+            for s in &plan.stages {
+                new.jobs.push(NewJob {
+                    stage_index: s.index as i64,
+                    name: s.name.clone(),
+                    needs: s.needs.iter().map(|&i| i as i64).collect(),
+                    spec: serde_json::to_string(s)?,
+                    skip: s.skip.clone(),
+                });
+            }
         }
         let run = self.store.create_run(new, now_ms()).await?;
+        let now = now_ms();
+        if let Ok(outcome) = &gate {
+            self.store
+                .audit(
+                    "coordinator",
+                    "gate.secrets",
+                    Some(run.id),
+                    &outcome.evidence().to_string(),
+                    now,
+                )
+                .await?;
+        }
+        for (stage, asked, applied) in raised {
+            self.store
+                .audit(
+                    "policy",
+                    "policy.fail_on_raised",
+                    Some(run.id),
+                    &serde_json::json!({
+                        "stage": stage,
+                        "asked": asked.as_str(),
+                        "applied": applied.as_str(),
+                    })
+                    .to_string(),
+                    now,
+                )
+                .await?;
+        }
         tracing::info!(run.id = run.id, repo = %repo.name, run.number = run.number, "run created");
         self.publish(Topic::Jobs);
         Ok(Some(run))

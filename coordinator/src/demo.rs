@@ -126,6 +126,7 @@ pub async fn start(app: &Arc<App>, data_dir: &Path) -> anyhow::Result<Run> {
         trusted: true,
         actor: Some("demo".to_string()),
         fetch_ref: None,
+        base_commit: None,
     };
     app.start_run(&repo, &trigger, "manual")
         .await?

@@ -130,6 +130,9 @@ pub struct Trigger {
     /// Pull requests: the ref the forge keeps for the head commit (fetched when the commit is
     /// not in the repository itself, as with forks).
     pub fetch_ref: Option<String>,
+    /// Pull requests: the target branch's commit the change is based on (the secret gate
+    /// judges only what the change adds to it).
+    pub base_commit: Option<String>,
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -174,6 +177,7 @@ fn push(git_ref: &str, after: &str, actor: Option<String>) -> Result<Parsed, Web
             trusted: true,
             actor,
             fetch_ref: None,
+            base_commit: None,
         }))
     } else if let Some(tag) = git_ref.strip_prefix("refs/tags/") {
         Ok(Parsed::Trigger(Trigger {
@@ -185,6 +189,7 @@ fn push(git_ref: &str, after: &str, actor: Option<String>) -> Result<Parsed, Web
             trusted: true,
             actor,
             fetch_ref: None,
+            base_commit: None,
         }))
     } else {
         Ok(Parsed::Ignored(format!("push to {git_ref}")))
@@ -257,6 +262,9 @@ fn parse_github_like(forge: Forge, event: &str, v: &Value) -> Result<Parsed, Web
                 trusted: same_repo,
                 actor: str_at(v, &["sender", "login"]).map(str::to_string),
                 fetch_ref: number.map(|n| format!("refs/pull/{n}/head")),
+                base_commit: str_at(pr, &["base", "sha"])
+                    .filter(|s| is_sha(s))
+                    .map(str::to_ascii_lowercase),
             }))
         }
         other => Ok(Parsed::Ignored(format!("{other} events start nothing"))),
@@ -304,6 +312,9 @@ fn parse_gitlab(event: &str, v: &Value) -> Result<Parsed, WebhookError> {
                 trusted: source.is_some() && source == target,
                 actor,
                 fetch_ref: iid.map(|n| format!("refs/merge-requests/{n}/head")),
+                base_commit: str_at(attrs, &["diff_refs", "base_sha"])
+                    .filter(|s| is_sha(s))
+                    .map(str::to_ascii_lowercase),
             }))
         }
         "" => Err(WebhookError::Malformed("missing object_kind".into())),

@@ -195,6 +195,27 @@ impl Mirrors {
         Ok(Some(git(&dir, &["cat-file", "blob", &object]).await?))
     }
 
+    /// The change a pull request makes: `git diff base...head` (from their merge base), as a
+    /// unified diff, so the secret gate judges only the lines it adds.
+    pub async fn diff(&self, repo_id: i64, base: &str, head: &str) -> Result<String, GitError> {
+        check_commit(base)?;
+        check_commit(head)?;
+        let range = format!("{base}...{head}");
+        let out = git(
+            &self.path(repo_id),
+            &[
+                "diff",
+                "--no-color",
+                "--no-ext-diff",
+                "--no-textconv",
+                &range,
+                "--",
+            ],
+        )
+        .await?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
     /// The tracked files at `commit` as a tar archive.
     pub async fn archive(&self, repo_id: i64, commit: &str) -> Result<Vec<u8>, GitError> {
         check_commit(commit)?;

@@ -118,7 +118,9 @@ impl AdminPolicy {
             .gates
             .protected_refs
             .iter()
-            .map(|p| Pattern::new(p).map_err(|e| anyhow::anyhow!("gates.protected_refs: {p:?}: {e}")))
+            .map(|p| {
+                Pattern::new(p).map_err(|e| anyhow::anyhow!("gates.protected_refs: {p:?}: {e}"))
+            })
             .collect::<anyhow::Result<_>>()?;
         Ok(AdminPolicy {
             secret_gate,

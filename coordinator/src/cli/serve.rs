@@ -33,6 +33,9 @@ pub struct UpArgs {
     /// Register an example repository and run its pipeline at once.
     #[arg(long)]
     pub demo: bool,
+    /// The administrator's policy file (gate floors, protected refs, allowances).
+    #[arg(long, env = "MOAT_POLICY")]
+    pub policy: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -55,6 +58,9 @@ pub struct ServerArgs {
     /// Seconds a runner may go without a heartbeat before its job is given to another.
     #[arg(long, default_value_t = 30)]
     pub lease_secs: u64,
+    /// The administrator's policy file (gate floors, protected refs, allowances).
+    #[arg(long, env = "MOAT_POLICY")]
+    pub policy: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -142,8 +148,13 @@ async fn start_coordinator(
     database_url: &str,
     public_url: String,
     lease: Duration,
+    policy: Option<&Path>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Arc<App>> {
+    let policy = match policy {
+        Some(p) => crate::policy::AdminPolicy::load(p)?,
+        None => crate::policy::AdminPolicy::default(),
+    };
     let store = store::connect(database_url)
         .await
         .with_context(|| format!("cannot open the database {database_url}"))?;
@@ -158,8 +169,10 @@ async fn start_coordinator(
         config.notify_url = Some(database_url.to_string());
     }
     config.lease = lease;
+    config.policy = policy;
     config.heartbeat = (lease / 6).max(Duration::from_millis(200));
-    let app = App::new(store, config);
+    let keys = crate::app::Keys::load_or_create(data_dir)?;
+    let app = App::new(store, config, keys);
     app.start(shutdown.clone()).await?;
     Ok(app)
 }
@@ -193,6 +206,7 @@ async fn server_async(args: ServerArgs) -> anyhow::Result<()> {
         &url,
         public,
         Duration::from_secs(args.lease_secs.max(1)),
+        args.policy.as_deref(),
         &shutdown,
     )
     .await?;
@@ -238,6 +252,7 @@ async fn up_async(args: UpArgs) -> anyhow::Result<()> {
         &sqlite_url(&args.data_dir),
         public,
         Duration::from_secs(30),
+        args.policy.as_deref(),
         &shutdown,
     )
     .await?;

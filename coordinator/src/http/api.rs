@@ -267,6 +267,7 @@ async fn manual_run(
         trusted: true,
         actor: Some(admin.actor()),
         fetch_ref: None,
+        base_commit: None,
     };
     let run = state
         .start_run(&repo, &trigger, "manual")
@@ -291,11 +292,26 @@ pub struct RunView {
     #[serde(flatten)]
     pub run: Run,
     pub stages: Vec<Job>,
+    /// Gate decisions and policy adjustments with their evidence (findings, policy).
+    pub gates: Vec<serde_json::Value>,
 }
 
 async fn run_view(state: &AppState, run: Run) -> ApiResult<RunView> {
     let stages = state.store.jobs_of_run(run.id).await?;
-    Ok(RunView { run, stages })
+    let gates = state
+        .store
+        .audit_events(Some(run.id), 1000)
+        .await?
+        .into_iter()
+        .rev()
+        .filter(|e| e.action.starts_with("gate.") || e.action.starts_with("policy."))
+        .map(|e| {
+            let detail: serde_json::Value =
+                serde_json::from_str(&e.detail).unwrap_or(serde_json::Value::Null);
+            json!({ "action": e.action, "at": e.at, "actor": e.actor, "detail": detail })
+        })
+        .collect();
+    Ok(RunView { run, stages, gates })
 }
 
 #[derive(Deserialize)]
@@ -502,6 +518,7 @@ async fn rerun(
         trusted: old.trusted,
         actor: Some(admin.actor()),
         fetch_ref: None,
+        base_commit: None,
     };
     let run = state
         .start_run(&repo, &trigger, "rerun")

@@ -1376,6 +1376,23 @@ mod cases {
 //   cargo test -p moat-coordinator --release --lib store::tests::claim_throughput -- \
 //       --ignored --nocapture
 
+/// CPU time (user + system) of this process so far, from `/proc/self/stat`: a figure that,
+/// unlike wall time, hardly moves when other work shares the machine.
+fn cpu_time() -> std::time::Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // USER_HZ is 100 on Linux.
+    std::time::Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; run with --release --ignored --nocapture"]
 async fn claim_throughput() {
@@ -1406,6 +1423,7 @@ async fn claim_throughput() {
         for tasks in [1, 4] {
             let per_task = 2_000 / tasks;
             let t = Instant::now();
+            let cpu0 = cpu_time();
             let mut handles = Vec::new();
             for runner in 0..tasks {
                 let s = s.clone();
@@ -1431,17 +1449,19 @@ async fn claim_throughput() {
                 latencies.extend(h.await.unwrap());
             }
             let elapsed = t.elapsed();
+            let cpu = cpu_time() - cpu0;
             latencies.sort();
             let pct = |p: f64| {
                 latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)]
             };
             println!(
                 "{backend}: {} claim+complete cycles with {tasks} concurrent claimer(s): \
-                 {:.0}/s (claim p50 {:.2?}, p99 {:.2?})",
+                 {:.0}/s (claim p50 {:.2?}, p99 {:.2?}); client CPU {:.0} µs/cycle",
                 latencies.len(),
                 latencies.len() as f64 / elapsed.as_secs_f64(),
                 pct(0.5),
                 pct(0.99),
+                cpu.as_secs_f64() * 1e6 / latencies.len() as f64,
             );
         }
         drop(s);

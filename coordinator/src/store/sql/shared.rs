@@ -9,10 +9,11 @@
 //! and `ON CONFLICT … DO NOTHING` mean the same in both. Status words appear as literals, not
 //! parameters, because the partial indexes are keyed on them.
 //!
-//! Invariants every write keeps, in the transaction that changes a job's status:
-//! `repos.ready` / `repos.running` equal the number of the repository's jobs in that status
-//! (the claim reads the counters instead of counting), and the repository row is locked
-//! (`lock_repo`) before any of its jobs or runs change.
+//! The invariant every write keeps: the repository row is locked (`lock_repo`,
+//! `lock_repo_of_job`, or an UPDATE of it) before any of its jobs or runs change. On Postgres
+//! that makes the repository row the per-repository mutex and fixes the lock order; on SQLite
+//! the write transaction excludes everyone anyway. The per-repository counters the claim reads
+//! (`repos.ready`, `repos.running`) are kept by triggers on `jobs` (see the migrations).
 
 use std::collections::HashMap;
 
@@ -290,19 +291,6 @@ async fn fetch_job(c: &mut Conn, id: i64) -> Result<Job> {
     job_from_row(&row)
 }
 
-/// Applies deltas to the repository's `ready` / `running` counters.
-async fn adjust_counters(c: &mut Conn, repo_id: i64, ready: i64, running: i64) -> Result<()> {
-    if ready != 0 || running != 0 {
-        sqlx::query("UPDATE repos SET ready = ready + $2, running = running + $3 WHERE id = $1")
-            .bind(repo_id)
-            .bind(ready)
-            .bind(running)
-            .execute(&mut *c)
-            .await?;
-    }
-    Ok(())
-}
-
 // ---------------------------------------------------------------------------------------------
 // Scheduling rules. Callers hold the repository lock.
 
@@ -319,17 +307,7 @@ struct JobState {
 /// decided become ready (every need passed or was excluded by `when:`) or skipped (naming the
 /// first need that did not pass), repeatedly, since a skip decides further dependants; and
 /// when every job is decided, the run gets its final status.
-///
-/// `ready_delta` / `running_delta` are the caller's own changes to the repository's counters,
-/// applied together with the ones made here (one statement fewer on the hot path).
-async fn settle_run(
-    c: &mut Conn,
-    run_id: i64,
-    repo_id: i64,
-    now: Millis,
-    ready_delta: i64,
-    running_delta: i64,
-) -> Result<()> {
+async fn settle_run(c: &mut Conn, run_id: i64, now: Millis) -> Result<()> {
     // The run's flags ride along on every job row, saving a query per completion.
     let rows = sqlx::query(
         "SELECT j.id, j.stage_index, j.name, j.status, j.needs, j.when_skipped, \
@@ -422,7 +400,6 @@ async fn settle_run(
         .execute(&mut *c)
         .await?;
     }
-    adjust_counters(c, repo_id, ready_delta + ready.len() as i64, running_delta).await?;
 
     if !jobs.iter().all(|j| j.status.is_finished()) {
         return Ok(());
@@ -494,26 +471,10 @@ async fn finish_run(
 }
 
 /// Cancels a run's unclaimed jobs, flags its running ones, and settles it.
-async fn cancel_run_locked(
-    c: &mut Conn,
-    run_id: i64,
-    repo_id: i64,
-    reason: &str,
-    now: Millis,
-) -> Result<()> {
-    let was_ready = sqlx::query(
-        "UPDATE jobs SET status = 'cancelled', reason = $2, finished_at = $3 \
-         WHERE run_id = $1 AND status = 'ready'",
-    )
-    .bind(run_id)
-    .bind(reason)
-    .bind(now)
-    .execute(&mut *c)
-    .await?
-    .rows_affected();
+async fn cancel_run_locked(c: &mut Conn, run_id: i64, reason: &str, now: Millis) -> Result<()> {
     sqlx::query(
         "UPDATE jobs SET status = 'cancelled', reason = $2, finished_at = $3 \
-         WHERE run_id = $1 AND status = 'pending'",
+         WHERE run_id = $1 AND status IN ('pending', 'ready')",
     )
     .bind(run_id)
     .bind(reason)
@@ -536,7 +497,7 @@ async fn cancel_run_locked(
     .bind(reason)
     .execute(&mut *c)
     .await?;
-    settle_run(c, run_id, repo_id, now, -(was_ready as i64), 0).await
+    settle_run(c, run_id, now).await
 }
 
 /// Checks a plan before anything is written: unique stage indices, needs that exist.
@@ -604,12 +565,10 @@ async fn create_run_tx(c: &mut Conn, run: &NewRun, now: Millis) -> Result<i64> {
     .await?;
 
     if run.failed.is_none() {
-        let mut ready = 0;
         for job in &run.jobs {
             let (status, ready_at, finished_at) = if job.skip.is_some() {
                 (JobStatus::Skipped, None, Some(now))
             } else if job.needs.is_empty() {
-                ready += 1;
                 (JobStatus::Ready, Some(now), None)
             } else {
                 (JobStatus::Pending, None, None)
@@ -636,7 +595,7 @@ async fn create_run_tx(c: &mut Conn, run: &NewRun, now: Millis) -> Result<i64> {
             .await?;
         }
         // Decides dependants of `when:` skips, and finishes a run with nothing to do.
-        settle_run(c, run_id, run.repo_id, now, ready, 0).await?;
+        settle_run(c, run_id, now).await?;
     }
 
     if cancel_superseded && run.event == "push" {
@@ -653,7 +612,7 @@ async fn create_run_tx(c: &mut Conn, run: &NewRun, now: Millis) -> Result<i64> {
             .await?;
             let reason = format!("superseded by run #{number}");
             for old in older {
-                cancel_run_locked(c, old, run.repo_id, &reason, now).await?;
+                cancel_run_locked(c, old, &reason, now).await?;
             }
         }
     }
@@ -705,8 +664,7 @@ async fn claim_tx(
         };
         let job = job_from_row(&row)?;
         let row = sqlx::query(concat!(
-            "UPDATE repos SET ready = ready - 1, running = running + 1, last_claim_at = $2, \
-             claim_seq = ",
+            "UPDATE repos SET last_claim_at = $2, claim_seq = ",
             next_claim_seq!(),
             " WHERE id = $1 RETURNING ",
             repo_cols!()
@@ -757,7 +715,7 @@ async fn complete_tx(
            reason = CASE WHEN cancel_requested THEN COALESCE($4, reason) ELSE $4 END, \
            exit_code = $5, finished_at = $6, lease_expires_at = NULL \
          WHERE id = $1 AND runner_id = $2 AND status = 'running' \
-         RETURNING run_id, repo_id",
+         RETURNING run_id",
     )
     .bind(job_id)
     .bind(runner_id)
@@ -778,15 +736,14 @@ async fn complete_tx(
         });
     };
     let run_id: i64 = row.try_get("run_id")?;
-    let repo_id: i64 = row.try_get("repo_id")?;
-    settle_run(c, run_id, repo_id, now, 0, -1).await
+    settle_run(c, run_id, now).await
 }
 
 async fn expire_one_tx(c: &mut Conn, job_id: i64, now: Millis) -> Result<Option<Expired>> {
     lock_repo_of_job(c, job_id).await?;
     let row = sqlx::query(concat!(
-        "SELECT run_id, repo_id, status, lease_expires_at, attempt, max_retries, \
-         cancel_requested FROM jobs WHERE id = $1",
+        "SELECT run_id, status, lease_expires_at, attempt, max_retries, cancel_requested \
+         FROM jobs WHERE id = $1",
         for_update!()
     ))
     .bind(job_id)
@@ -800,7 +757,6 @@ async fn expire_one_tx(c: &mut Conn, job_id: i64, now: Millis) -> Result<Option<
         return Ok(None);
     }
     let run_id: i64 = row.try_get("run_id")?;
-    let repo_id: i64 = row.try_get("repo_id")?;
     let attempt: i64 = row.try_get("attempt")?;
     let max_retries: i64 = row.try_get("max_retries")?;
     let cancel_requested: bool = row.try_get("cancel_requested")?;
@@ -815,7 +771,6 @@ async fn expire_one_tx(c: &mut Conn, job_id: i64, now: Millis) -> Result<Option<
         .bind(now)
         .execute(&mut *c)
         .await?;
-        adjust_counters(c, repo_id, 1, -1).await?;
     } else {
         let (status, reason) = if cancel_requested {
             (JobStatus::Cancelled, None)
@@ -833,7 +788,7 @@ async fn expire_one_tx(c: &mut Conn, job_id: i64, now: Millis) -> Result<Option<
         .bind(now)
         .execute(&mut *c)
         .await?;
-        settle_run(c, run_id, repo_id, now, 0, -1).await?;
+        settle_run(c, run_id, now).await?;
     }
     Ok(Some(Expired {
         job_id,
@@ -1158,7 +1113,7 @@ impl Store for Backend {
                 return Ok(run);
             }
             lock_repo(c, run.repo_id).await?;
-            cancel_run_locked(c, run_id, run.repo_id, reason, now).await?;
+            cancel_run_locked(c, run_id, reason, now).await?;
             fetch_run(c, run_id).await
         })
     }
