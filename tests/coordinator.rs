@@ -938,3 +938,183 @@ async fn secret_gate_blocks_pushes_and_judges_only_what_a_pull_request_adds() {
         "only the change is judged: {evidence}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sealed_secrets_forks_deploy_preconditions_and_the_policy_floor() {
+    let image = busybox_image();
+    let dir = TempDir::new("e2e-secrets");
+    let db = Db::fresh(dir.path()).await;
+    let server_dir = dir.path().join("server");
+    let coordinator = Coordinator::start_with_policy(
+        &server_dir,
+        &db,
+        10,
+        "[gates]\nmin_fail_on = \"high\"\nprotected_refs = [\"main\"]\nscan_before_deploy = true\n",
+    );
+    let api = coordinator.api();
+    let secret = "sealed-v@lue-7f3k";
+
+    // `moat seal` fetches the seal key and prints a value bound to the repository.
+    let mut child = moat()
+        .args(["seal", "--repo", "web"])
+        .env("MOAT_SERVER", &coordinator.base)
+        .env("MOAT_TOKEN", &coordinator.token)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{secret}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let sealed = text(&out.stdout).trim().to_string();
+    assert!(sealed.starts_with("moat:v1:"), "{sealed}");
+
+    let pipeline = format!(
+        r#"version: 1
+on:
+  push: {{ branches: [main] }}
+  pull_request: {{ branches: [main] }}
+secrets:
+  TOKEN: {{ sealed: "{sealed}" }}
+stages:
+  - name: use
+    kind: test
+    image: {image}
+    secrets: [TOKEN]
+    commands:
+      - echo "token=[${{TOKEN:-unset}}]"
+      - printf '%s' "$TOKEN" | base64
+  - name: scan
+    kind: scan
+    needs: []
+    scan: {{ image: "app:1", fail_on: critical }}
+  - name: ship
+    kind: deploy
+    needs: []
+    deploy: {{ target: docker, image: "app:1", port: 8080 }}
+"#
+    );
+    let web = Origin::new("web", &[(".moat.yml", &pipeline)]);
+    let (_, web_path, web_secret) = api.add_repo("web", &web.url()).await;
+    // The same sealed value copied into another repository does not open there.
+    let api_origin = Origin::new("api", &[(".moat.yml", &pipeline)]);
+    let (_, api_path, api_secret) = api.add_repo("api", &api_origin.url()).await;
+    let _runner = RunnerProc::start(
+        &coordinator,
+        &api.registration_token().await,
+        &dir.path().join("r"),
+        "r",
+        2,
+    );
+
+    push(&coordinator, &web_path, &web_secret, &web, "web-1").await;
+    let id = api.first_run("web", Duration::from_secs(30)).await;
+    let run = api.wait_run(id, Duration::from_secs(90), finished).await;
+    assert_eq!(stage(&run, "use")["status"], "passed", "{run:#}");
+    let logs = api.logs(id).await;
+    assert!(logs.contains("token=[***]"), "{logs}");
+    // The deploy is refused by the coordinator: there is no scan stage among its needs.
+    let ship = stage(&run, "ship");
+    assert_eq!(ship["status"], "failed", "{run:#}");
+    assert!(
+        ship["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no scan stage before this deploy"),
+        "{run:#}"
+    );
+    // The repository asked for `fail_on: critical`; the floor ran it with `high`.
+    let raised = run["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["action"] == "policy.fail_on_raised")
+        .unwrap_or_else(|| panic!("{run:#}"));
+    assert_eq!(raised["detail"]["asked"], "critical");
+    assert_eq!(raised["detail"]["applied"], "high");
+
+    push(&coordinator, &api_path, &api_secret, &api_origin, "api-1").await;
+    let id = api.first_run("api", Duration::from_secs(30)).await;
+    api.wait_run(id, Duration::from_secs(90), finished).await;
+    assert!(
+        api.logs(id).await.contains("token=[unset]"),
+        "a sealed value opens only in its repository"
+    );
+
+    // A pull request from a fork gets no secrets, and can never deploy.
+    let work = web.work.path();
+    git(work, &["checkout", "-q", "-b", "fork-change"]);
+    std::fs::write(work.join("x.txt"), "x\n").unwrap();
+    git(work, &["add", "-A"]);
+    git(work, &["commit", "-q", "-m", "x"]);
+    let head = git(work, &["rev-parse", "HEAD"]);
+    git(
+        work,
+        &["push", "-q", web.bare.to_str().unwrap(), "fork-change"],
+    );
+    let body = pull_request_payload("fork-change", &head, &web.commit, true);
+    let sig = github_signature(&web_secret, &body);
+    assert_eq!(
+        send_webhook(
+            &coordinator.base,
+            &web_path,
+            "pull_request",
+            "web-pr",
+            Some(&sig),
+            body
+        )
+        .await
+        .0,
+        202
+    );
+    let pr = loop {
+        if let Some(r) = api
+            .runs_of("web")
+            .await
+            .iter()
+            .find(|r| r["event"] == "pull_request")
+        {
+            break r["id"].as_i64().unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let run = api.wait_run(pr, Duration::from_secs(90), finished).await;
+    assert_eq!(run["trusted"], false);
+    assert!(api.logs(pr).await.contains("token=[unset]"));
+    let ship = stage(&run, "ship");
+    assert_eq!(ship["status"], "failed");
+    assert!(
+        ship["reason"]
+            .as_str()
+            .unwrap()
+            .contains("never run for pull_request"),
+        "{run:#}"
+    );
+    let audit = api
+        .get(&format!("/api/v1/audit?run={pr}"))
+        .await
+        .to_string();
+    assert!(audit.contains("gate.deploy"), "{audit}");
+
+    // The value is nowhere at rest: not in the database, not in the coordinator's log.
+    use base64::Engine;
+    for needle in [
+        secret.to_string(),
+        base64::engine::general_purpose::STANDARD.encode(secret),
+    ] {
+        assert!(
+            !db.contains(&server_dir, &needle).await,
+            "{needle} is in the database"
+        );
+        assert!(
+            !coordinator.log().contains(&needle),
+            "{needle} is in the log"
+        );
+    }
+}

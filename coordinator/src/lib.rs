@@ -9,6 +9,7 @@ pub mod forge;
 pub mod git;
 pub mod http;
 pub mod policy;
+pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod tokens;

@@ -82,6 +82,17 @@ enum Command {
         #[arg(long)]
         commit: Option<String>,
     },
+    /// Encrypt a value (read from stdin) for a repository's `.moat.yml`; only the coordinator
+    /// can open it, and only for that repository.
+    Seal {
+        #[command(flatten)]
+        client: cli::admin::ClientOpts,
+        #[arg(long)]
+        repo: String,
+        /// The coordinator's public key (`age1…`); fetched from the coordinator when omitted.
+        #[arg(long)]
+        recipient: Option<String>,
+    },
     /// List registered runners.
     Runners {
         #[command(flatten)]
@@ -136,6 +147,11 @@ fn main() -> ExitCode {
             commit,
         } => cli::admin::trigger(client, repo, branch, commit),
         Command::Runners { client } => cli::admin::runners(client),
+        Command::Seal {
+            client,
+            repo,
+            recipient,
+        } => cli::admin::seal(client, repo, recipient),
         Command::RunnerToken {
             client,
             description,

@@ -46,6 +46,10 @@ pub struct PlannedStage {
     pub secret_decls: Vec<crate::model::SecretDecl>,
     pub privileged: bool,
     pub mounts: Vec<Mount>,
+    #[serde(default)]
+    pub environment: Option<String>,
+    #[serde(default)]
+    pub approval: crate::model::Approval,
     pub build: Option<BuildSpec>,
     pub scan: Option<ScanSpec>,
     pub deploy: Option<DeploySpec>,
@@ -222,6 +226,8 @@ pub fn plan(pipeline: &Pipeline, event: &Event) -> Plan {
                 .collect(),
             privileged: s.privileged,
             mounts: s.mounts.clone(),
+            environment: s.environment.clone(),
+            approval: s.approval,
             build,
             scan,
             deploy,

@@ -130,6 +130,9 @@ pub struct Engine {
     docker: Docker,
     config: EngineConfig,
     owner: Owner,
+    /// Serialises creating a run's network: the engine accepts two networks with one name, and
+    /// parallel jobs of a run would otherwise both create it.
+    resources: tokio::sync::Mutex<()>,
 }
 
 /// Single-quotes a string for `sh`, so a command can be echoed verbatim before it runs.
@@ -164,6 +167,7 @@ impl Engine {
             docker,
             config,
             owner: Owner::current(),
+            resources: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -203,6 +207,7 @@ impl Engine {
             volume: format!("moat-{run_id}-workspace"),
         };
         let l = labels(&self.owner, run_id, None);
+        let _guard = self.resources.lock().await;
         match self.docker.inspect_network(&handle.network, None).await {
             Ok(_) => {}
             Err(e) if is_not_found(&e) => {

@@ -160,6 +160,25 @@ impl Coordinator {
         Self::spawn(data_dir, &db.url, lease_secs, 0, Vec::new())
     }
 
+    /// With an administrator's policy file (moat.toml content).
+    pub fn start_with_policy(
+        data_dir: &Path,
+        db: &Db,
+        lease_secs: u64,
+        policy: &str,
+    ) -> Coordinator {
+        std::fs::create_dir_all(data_dir).unwrap();
+        let path = data_dir.join("moat.toml");
+        std::fs::write(&path, policy).unwrap();
+        Self::spawn(
+            data_dir,
+            &db.url,
+            lease_secs,
+            0,
+            vec!["--policy".to_string(), path.display().to_string()],
+        )
+    }
+
     /// A second coordinator on the same database (it uses the first one's admin token).
     pub fn start_peer(
         data_dir: &Path,
@@ -664,4 +683,61 @@ pub fn make_tls(dir: &Path) -> TlsFiles {
         cert: dir.join("server.pem"),
         key: dir.join("server.key"),
     }
+}
+
+impl Db {
+    /// Whether `needle` occurs anywhere in the database: the SQLite files byte for byte, or
+    /// every text column of Postgres.
+    pub async fn contains(&self, data_dir: &Path, needle: &str) -> bool {
+        match &self.pg {
+            None => grep_dir(data_dir, needle.as_bytes()),
+            Some((server, name)) => {
+                use sqlx::Connection;
+                let url = self.url.clone();
+                let _ = (server, name);
+                let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+                let columns: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT table_name::text, column_name::text FROM information_schema.columns \
+                     WHERE table_schema = 'public' AND data_type IN ('text', 'character varying', 'bytea', 'jsonb', 'json')",
+                )
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
+                for (table, column) in columns {
+                    let q = format!(
+                        "SELECT count(*) FROM \"{table}\" WHERE position($1::bytea in convert_to(\"{column}\"::text, 'UTF8')) > 0"
+                    );
+                    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(q))
+                        .bind(needle.as_bytes())
+                        .fetch_one(&mut c)
+                        .await
+                        .unwrap_or(0);
+                    if n > 0 {
+                        return true;
+                    }
+                }
+                false
+            }
+        }
+    }
+}
+
+/// Whether any file under `dir` contains `needle`.
+pub fn grep_dir(dir: &Path, needle: &[u8]) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if grep_dir(&p, needle) {
+                return true;
+            }
+        } else if let Ok(bytes) = std::fs::read(&p)
+            && bytes.windows(needle.len()).any(|w| w == needle)
+        {
+            return true;
+        }
+    }
+    false
 }

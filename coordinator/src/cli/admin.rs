@@ -489,3 +489,41 @@ pub fn runner_token(opts: ClientOpts, description: Option<String>) -> u8 {
         Ok(())
     })
 }
+
+/// `moat seal --repo NAME`: reads a value from stdin and prints the string to put under
+/// `secrets: NAME: { sealed: … }`. Needs only the coordinator's public key: from
+/// `--recipient`, or fetched from the coordinator.
+pub fn seal(opts: ClientOpts, repo: String, recipient: Option<String>) -> u8 {
+    block_on(async move {
+        let recipient = match recipient {
+            Some(r) => r,
+            None => {
+                let api = Api::new(&opts)?;
+                let v = api.get("/api/v1/seal-key", &[]).await?;
+                v["recipient"]
+                    .as_str()
+                    .context("the coordinator sent no recipient")?
+                    .to_string()
+            }
+        };
+        let mut value = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut value)
+            .context("cannot read the value from stdin")?;
+        // A trailing newline from `echo` or a terminal is not part of the secret.
+        let value = value.strip_suffix('\n').unwrap_or(&value);
+        let value = value.strip_suffix('\r').unwrap_or(value);
+        if value.chars().count() < moat_runner::mask::MIN_SECRET_LEN {
+            bail!(
+                "secret values must be at least {} characters (shorter ones cannot be masked in logs)",
+                moat_runner::mask::MIN_SECRET_LEN
+            );
+        }
+        let sealed = crate::crypto::seal(&recipient, &repo, value)?;
+        if opts.json {
+            print_json(&json!({ "repo": repo, "sealed": sealed }));
+        } else {
+            println!("{sealed}");
+        }
+        Ok(())
+    })
+}

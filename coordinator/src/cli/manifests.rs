@@ -4,6 +4,7 @@
 //! path, a file that is not YAML or JSON, a file over the size limit). The report goes to
 //! standard output, unusable files to standard error, each as `file:line:col: message`.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -33,7 +34,9 @@ pub fn execute_manifests(args: ScanManifestsArgs) -> u8 {
         eprintln!("moat: {e}");
     }
     // The report is printed even when some files were unusable, so that what could be judged
-    // is seen; the exit code still says the input was not all usable.
-    print!("{}", manifests::report::render(&report, args.format.into()));
+    // is seen; the exit code still says the input was not all usable. A closed pipe (`| head`)
+    // is not worth a panic.
+    let rendered = manifests::report::render(&report, args.format.into());
+    let _ = std::io::stdout().lock().write_all(rendered.as_bytes());
     report.exit_code()
 }

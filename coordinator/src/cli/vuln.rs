@@ -45,7 +45,10 @@ mod tests {
         assert_eq!(version_compare_text("debian", "1.0~rc1", "1.0"), Ok("<"));
         assert_eq!(version_compare_text("alpine", "1.2_p1", "1.2"), Ok(">"));
         assert_eq!(version_compare_text("pypi", "1.0RC1", "1.0rc1"), Ok("="));
-        assert_eq!(version_compare_text("semver", "1.0.0-beta.11", "1.0.0-beta.2"), Ok(">"));
+        assert_eq!(
+            version_compare_text("semver", "1.0.0-beta.11", "1.0.0-beta.2"),
+            Ok(">")
+        );
         assert_eq!(version_compare_text("go", "go1.21rc2", "v1.21.0"), Ok("<"));
     }
 

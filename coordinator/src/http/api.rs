@@ -38,6 +38,13 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/runners", get(list_runners))
         .route("/api/v1/runner-tokens", post(create_registration_token))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/seal-key", get(seal_key))
+}
+
+/// The public age recipient that `moat seal` encrypts to (the identity never leaves the
+/// coordinator).
+async fn seal_key(State(state): State<AppState>, _: Admin) -> Json<serde_json::Value> {
+    Json(json!({ "recipient": state.keys.seal.recipient() }))
 }
 
 pub fn streaming_routes() -> Router<AppState> {

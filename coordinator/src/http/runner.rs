@@ -12,7 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use futures_util::StreamExt;
-use moat_pipelines::PlannedStage;
+use moat_pipelines::{PlannedStage, SecretSource, StageKind};
 use moat_runner::protocol::*;
 use tokio::io::AsyncWriteExt;
 
@@ -85,10 +85,153 @@ async fn register(
     }))
 }
 
+/// Whether the run's ref is one the administrator protects.
+fn protected_ref(state: &AppState, run: &crate::store::Run) -> bool {
+    let git_ref = match run.event.as_str() {
+        "tag" => run.tag.as_deref(),
+        "push" | "manual" => run.branch.as_deref(),
+        _ => None,
+    };
+    git_ref.is_some_and(|r| state.config.policy.is_protected(r))
+}
+
+/// The deploy preconditions, decided here by the coordinator and never by the pipeline file:
+/// a trusted event on a protected ref (never a pull request), and a passed scan stage among
+/// everything the deploy needs (when the policy requires it). `Some(reason)` refuses the job.
+fn deploy_refusal(
+    state: &AppState,
+    run: &crate::store::Run,
+    jobs: &[crate::store::Job],
+    job: &crate::store::Job,
+    stage: &PlannedStage,
+) -> Option<String> {
+    if stage.kind != StageKind::Deploy {
+        return None;
+    }
+    if run.event == "pull_request" {
+        return Some("refused: deploys never run for pull_request events".to_string());
+    }
+    if !run.trusted {
+        return Some("refused: the event is not trusted".to_string());
+    }
+    if !protected_ref(state, run) {
+        let r = run.tag.as_deref().or(run.branch.as_deref()).unwrap_or("?");
+        return Some(format!(
+            "refused: {r} is not a protected ref (the administrator's policy lists them)"
+        ));
+    }
+    if state.config.policy.scan_before_deploy {
+        // Everything the deploy needs, transitively.
+        let mut todo = job.needs.clone();
+        let mut seen = std::collections::HashSet::new();
+        let mut scans = Vec::new();
+        while let Some(i) = todo.pop() {
+            if !seen.insert(i) {
+                continue;
+            }
+            if let Some(need) = jobs.iter().find(|j| j.stage_index == i) {
+                let kind = serde_json::from_str::<PlannedStage>(&need.spec)
+                    .map(|s| s.kind)
+                    .ok();
+                if kind == Some(StageKind::Scan) {
+                    scans.push(need);
+                }
+                todo.extend(need.needs.iter().copied());
+            }
+        }
+        if scans.is_empty() {
+            return Some(
+                "refused: no scan stage before this deploy (policy: scan_before_deploy)"
+                    .to_string(),
+            );
+        }
+        if let Some(failed) = scans.iter().find(|s| s.status != JobStatus::Passed) {
+            return Some(format!("refused: scan stage {} did not pass", failed.name));
+        }
+    }
+    if stage.approval == moat_pipelines::Approval::Required {
+        return Some(
+            "refused: this deploy requires an approval, and approvals are not supported yet"
+                .to_string(),
+        );
+    }
+    None
+}
+
+/// The secrets a stage may have, opened. A fork's pull request gets none; a deploy-only secret
+/// reaches only deploy stages on protected refs. Every grant is recorded in the audit trail
+/// (names only).
+async fn grant_secrets(
+    state: &AppState,
+    c: &Claimed,
+    stage: &PlannedStage,
+) -> ApiResult<SecretValues> {
+    let mut granted = Vec::new();
+    let mut withheld = Vec::new();
+    if stage.secret_decls.is_empty() {
+        return Ok(SecretValues::default());
+    }
+    let deploy_ok = stage.kind == StageKind::Deploy && protected_ref(state, &c.run);
+    for decl in &stage.secret_decls {
+        if !c.run.trusted {
+            withheld.push((
+                decl.name.clone(),
+                "the run is not trusted (a fork's pull request)",
+            ));
+            continue;
+        }
+        if decl.deploy_only && !deploy_ok {
+            withheld.push((
+                decl.name.clone(),
+                "deploy-only: not a deploy stage on a protected ref",
+            ));
+            continue;
+        }
+        let value = match &decl.source {
+            SecretSource::Sealed(sealed) => state
+                .keys
+                .seal
+                .open(sealed, &c.repo.name)
+                .map_err(|e| e.to_string()),
+            SecretSource::Store => crate::secrets::open(state, c.repo.id, &decl.name).await,
+        };
+        match value {
+            Ok(v) => granted.push((decl.name.clone(), v)),
+            Err(why) => {
+                tracing::warn!(run.id = c.run.id, secret = %decl.name, reason = %why, "secret not available");
+                withheld.push((decl.name.clone(), "not available"));
+            }
+        }
+    }
+    let names: Vec<&str> = granted.iter().map(|(n, _)| n.as_str()).collect();
+    let withheld_view: Vec<serde_json::Value> = withheld
+        .iter()
+        .map(|(n, why)| serde_json::json!({ "name": n, "reason": why }))
+        .collect();
+    state
+        .store
+        .audit(
+            &format!("runner:{}", c.job.runner_id.unwrap_or_default()),
+            "secret.used",
+            Some(c.run.id),
+            &serde_json::json!({
+                "job": c.job.id,
+                "stage": stage.name,
+                "granted": names,
+                "withheld": withheld_view,
+            })
+            .to_string(),
+            now_ms(),
+        )
+        .await?;
+    Ok(SecretValues(granted))
+}
+
 /// Turns a claimed job into what the runner executes.
 async fn assignment(state: &AppState, c: Claimed) -> ApiResult<JobAssignment> {
     let mut stage: PlannedStage = serde_json::from_str(&c.job.spec)
         .map_err(|e| ApiError::internal(format!("job {} has a corrupt spec: {e}", c.job.id)))?;
+    let secrets = grant_secrets(state, &c, &stage).await?;
     for (k, v) in stage.env.iter_mut() {
         if k == "MOAT_RUN_ID" {
             *v = c.run.id.to_string();
@@ -113,7 +256,7 @@ async fn assignment(state: &AppState, c: Claimed) -> ApiResult<JobAssignment> {
         has_dependants,
         lease_ms: state.config.lease.as_millis() as u64,
         heartbeat_ms: state.config.heartbeat.as_millis() as u64,
-        secrets: SecretValues::default(),
+        secrets,
     })
 }
 
@@ -148,6 +291,45 @@ async fn claim(
                 runner.id = runner.id,
                 "job claimed"
             );
+            if let Ok(stage) = serde_json::from_str::<PlannedStage>(&c.job.spec) {
+                let jobs = state.store.jobs_of_run(c.run.id).await?;
+                if let Some(reason) = deploy_refusal(&state, &c.run, &jobs, &c.job, &stage) {
+                    tracing::warn!(job.id = c.job.id, run.id = c.run.id, %reason, "deploy refused");
+                    state
+                        .store
+                        .audit(
+                            "coordinator",
+                            "gate.deploy",
+                            Some(c.run.id),
+                            &serde_json::json!({
+                                "stage": stage.name,
+                                "allowed": false,
+                                "reason": reason,
+                                "event": c.run.event,
+                                "trusted": c.run.trusted,
+                            })
+                            .to_string(),
+                            now_ms(),
+                        )
+                        .await?;
+                    state
+                        .store
+                        .complete_job(
+                            c.job.id,
+                            runner.id,
+                            JobCompletion {
+                                outcome: JobOutcome::Failed,
+                                exit_code: None,
+                                reason: Some(reason),
+                            },
+                            now_ms(),
+                        )
+                        .await?;
+                    state.publish(Topic::Jobs);
+                    state.publish(Topic::Logs);
+                    continue;
+                }
+            }
             let job = assignment(&state, c).await?;
             return Ok(Json(ClaimResponse {
                 job: Some(job),

@@ -32,12 +32,8 @@ macro_rules! skip_locked {
         " FOR UPDATE SKIP LOCKED"
     };
 }
-// A sequence: concurrent claims must not serialise on a MAX() over the table.
-macro_rules! next_claim_seq {
-    () => {
-        "nextval('repo_claim_seq')"
-    };
-}
+/// A claim that finds nothing may only have skipped locked repositories: try again, waiting.
+const CLAIM_CAN_WAIT: bool = true;
 
 #[path = "shared.rs"]
 mod shared;
@@ -111,28 +107,6 @@ async fn lock_run_logs(c: &mut Conn, run_id: i64) -> Result<()> {
         .execute(&mut *c)
         .await?;
     Ok(())
-}
-
-/// The repository whose turn it is (see the SQLite twin), locked for this transaction.
-/// Repositories locked by another claim or completion are skipped; only if every eligible one
-/// is locked do we wait for one, rather than report "no work" while work exists.
-async fn pick_repo(c: &mut Conn) -> Result<Option<i64>> {
-    macro_rules! pick {
-        () => {
-            "SELECT id FROM repos \
-             WHERE ready > 0 AND (concurrency IS NULL OR running < concurrency) \
-             ORDER BY claim_seq, id LIMIT 1"
-        };
-    }
-    let free: Option<i64> = sqlx::query_scalar(concat!(pick!(), " FOR UPDATE SKIP LOCKED"))
-        .fetch_optional(&mut *c)
-        .await?;
-    if free.is_some() {
-        return Ok(free);
-    }
-    Ok(sqlx::query_scalar(concat!(pick!(), " FOR UPDATE"))
-        .fetch_optional(&mut *c)
-        .await?)
 }
 
 /// Deadlocks and serialisation failures: the transaction was rolled back and may simply be

@@ -1,9 +1,8 @@
 //! Every query and the scheduling rules, shared by both backends. This file is compiled once
 //! inside each backend module (`#[path]`), which supplies `Db`, `Conn`, `DbRow`, `Backend`,
-//! `BACKEND_NAME`, the fragment macros `for_update!`, `skip_locked!`, `next_claim_seq!`, and
-//! the functions `begin_write`, `lock_repo`, `lock_repo_of_job`, `lock_run_logs`, `pick_repo`,
-//! `is_retryable`, and the methods `reader` (a pool) and `writer` (a connection for writing)
-//! on `Backend`.
+//! `BACKEND_NAME`, `CLAIM_CAN_WAIT`, the fragment macros `for_update!` and `skip_locked!`, the
+//! functions `begin_write`, `lock_repo`, `lock_repo_of_job`, `lock_run_logs`, `is_retryable`,
+//! and the methods `reader` (a pool) and `writer` (a connection for writing) on `Backend`.
 //!
 //! SQL is written once: `$N` placeholders (SQLite accepts them), `TRUE`/`FALSE`, `RETURNING`
 //! and `ON CONFLICT … DO NOTHING` mean the same in both. Status words appear as literals, not
@@ -22,8 +21,8 @@ use sqlx::{QueryBuilder, Row};
 
 // The fragment macros (`for_update!` …) come from the backend module by textual scope.
 use super::{
-    BACKEND_NAME, Backend, Conn, Db, DbRow, begin_write, is_retryable, lock_repo, lock_repo_of_job,
-    lock_run_logs, pick_repo,
+    BACKEND_NAME, Backend, CLAIM_CAN_WAIT, Conn, Db, DbRow, begin_write, is_retryable, lock_repo,
+    lock_repo_of_job, lock_run_logs,
 };
 use crate::store::{
     AuditEvent, Claimed, Delivery, Expired, Forge, HeartbeatReply, Job, JobCompletion, JobOutcome,
@@ -619,79 +618,64 @@ async fn create_run_tx(c: &mut Conn, run: &NewRun, now: Millis) -> Result<i64> {
     Ok(run_id)
 }
 
-async fn claim_tx(
-    c: &mut Conn,
-    runner_id: i64,
-    now: Millis,
-    lease_ms: i64,
-) -> Result<Option<Claimed>> {
-    // A few rounds only in case a counter disagrees with the rows (it is repaired then).
-    for _ in 0..4 {
-        let Some(repo_id) = pick_repo(c).await? else {
-            return Ok(None);
-        };
-        // Within the repository: first a ready job of a run this runner already works on
-        // (bounded by the repository's started, unfinished runs, not by its queue), else the
-        // head of its queue straight off the `jobs_ready` index.
-        let row = sqlx::query(concat!(
-            "UPDATE jobs SET status = 'running', runner_id = $2, attempt = attempt + 1, \
-             lease_expires_at = $3, started_at = $4, finished_at = NULL \
+/// The whole claim in one statement (the `jobs_claimed` trigger does the bookkeeping):
+/// `pick` is the repository whose turn it is — has ready jobs, is under its concurrency limit,
+/// was served longest ago (partial index `repos_claimable`); within it, a ready job of a run
+/// this runner already works on (bounded by the repository's started, unfinished runs, not by
+/// its queue), else the head of its queue (index `jobs_ready`). `$lock` is empty on SQLite,
+/// whose write lock covers everything, and a row lock on the repository on Postgres.
+macro_rules! claim_sql {
+    ($lock:expr) => {
+        concat!(
+            "WITH pick AS (SELECT id FROM repos \
+               WHERE ready > 0 AND (concurrency IS NULL OR running < concurrency) \
+               ORDER BY claim_seq, id LIMIT 1",
+            $lock,
+            ") UPDATE jobs SET status = 'running', runner_id = $1, attempt = attempt + 1, \
+               lease_expires_at = $2, started_at = $3, finished_at = NULL \
              WHERE status = 'ready' AND id = COALESCE(\
                (SELECT j.id FROM runs r JOIN jobs j ON j.run_id = r.id \
-                WHERE r.repo_id = $1 AND r.status = 'running' AND j.status = 'ready' \
-                AND EXISTS (SELECT 1 FROM jobs k WHERE k.run_id = r.id AND k.runner_id = $2) \
+                WHERE r.repo_id = (SELECT id FROM pick) AND r.status = 'running' \
+                AND j.status = 'ready' \
+                AND EXISTS (SELECT 1 FROM jobs k WHERE k.run_id = r.id AND k.runner_id = $1) \
                 ORDER BY j.ready_at, j.id LIMIT 1), \
-               (SELECT id FROM jobs WHERE repo_id = $1 AND status = 'ready' \
+               (SELECT id FROM jobs WHERE repo_id = (SELECT id FROM pick) AND status = 'ready' \
                 ORDER BY ready_at, id LIMIT 1)) \
              RETURNING ",
             job_cols!()
-        ))
-        .bind(repo_id)
-        .bind(runner_id)
-        .bind(now + lease_ms)
-        .bind(now)
-        .fetch_optional(&mut *c)
-        .await?;
-        let Some(row) = row else {
-            sqlx::query(
-                "UPDATE repos SET ready = (SELECT COUNT(*) FROM jobs \
-                 WHERE jobs.repo_id = repos.id AND jobs.status = 'ready') WHERE id = $1",
-            )
-            .bind(repo_id)
-            .execute(&mut *c)
-            .await?;
-            continue;
-        };
-        let job = job_from_row(&row)?;
-        let row = sqlx::query(concat!(
-            "UPDATE repos SET last_claim_at = $2, claim_seq = ",
-            next_claim_seq!(),
-            " WHERE id = $1 RETURNING ",
-            repo_cols!()
-        ))
-        .bind(repo_id)
-        .bind(now)
-        .fetch_one(&mut *c)
-        .await?;
-        let repo = repo_from_row(&row)?;
-        let row = sqlx::query(concat!(
-            "UPDATE runs SET status = 'running', started_at = $2 \
-             WHERE id = $1 AND status = 'queued' RETURNING ",
-            run_cols_plain!(),
-            ", CAST($3 AS TEXT) AS repo_name"
-        ))
-        .bind(job.run_id)
-        .bind(now)
-        .bind(&repo.name)
-        .fetch_optional(&mut *c)
-        .await?;
-        let run = match row {
-            Some(row) => run_from_row(&row)?,
-            None => fetch_run(c, job.run_id).await?,
-        };
-        return Ok(Some(Claimed { job, run, repo }));
-    }
-    Ok(None)
+        )
+    };
+}
+
+/// A run and its repository in one round trip (for a claim).
+async fn fetch_run_and_repo(c: &mut Conn, run_id: i64) -> Result<(Run, Repository)> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        run_cols!(),
+        ", p.clone_url AS repo_clone_url, p.forge AS repo_forge, \
+         p.concurrency AS repo_concurrency, p.cancel_superseded AS repo_cancel_superseded, \
+         p.protected_branches AS repo_protected_branches, p.created_at AS repo_created_at \
+         FROM runs r JOIN repos p ON p.id = r.repo_id WHERE r.id = $1"
+    ))
+    .bind(run_id)
+    .fetch_optional(&mut *c)
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    let run = run_from_row(&row)?;
+    let forge: String = row.try_get("repo_forge")?;
+    let branches: String = row.try_get("repo_protected_branches")?;
+    let repo = Repository {
+        id: run.repo_id,
+        name: run.repo_name.clone(),
+        clone_url: row.try_get("repo_clone_url")?,
+        forge: Forge::parse(&forge).ok_or_else(|| corrupt("forge", &forge))?,
+        concurrency: row.try_get("repo_concurrency")?,
+        cancel_superseded: row.try_get("repo_cancel_superseded")?,
+        protected_branches: serde_json::from_str(&branches)
+            .map_err(|e| corrupt("protected branches", e))?,
+        created_at: row.try_get("repo_created_at")?,
+    };
+    Ok((run, repo))
 }
 
 async fn complete_tx(
@@ -1124,7 +1108,28 @@ impl Store for Backend {
         now: Millis,
         lease_ms: i64,
     ) -> Result<Option<Claimed>> {
-        write_tx!(self, |c| claim_tx(c, runner_id, now, lease_ms).await)
+        // One statement is atomic on its own: no transaction, two round trips in all.
+        let mut c = self.writer().await?;
+        let mut row = sqlx::query(claim_sql!(skip_locked!()))
+            .bind(runner_id)
+            .bind(now + lease_ms)
+            .bind(now)
+            .fetch_optional(&mut *c)
+            .await?;
+        if row.is_none() && CLAIM_CAN_WAIT {
+            // Every eligible repository was locked by another claim or a completion (or our
+            // snapshot predates the last one): wait for the first instead of reporting no work.
+            row = sqlx::query(claim_sql!(for_update!()))
+                .bind(runner_id)
+                .bind(now + lease_ms)
+                .bind(now)
+                .fetch_optional(&mut *c)
+                .await?;
+        }
+        let Some(row) = row else { return Ok(None) };
+        let job = job_from_row(&row)?;
+        let (run, repo) = fetch_run_and_repo(&mut c, job.run_id).await?;
+        Ok(Some(Claimed { job, run, repo }))
     }
 
     async fn heartbeat(

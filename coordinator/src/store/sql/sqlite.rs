@@ -28,13 +28,8 @@ macro_rules! skip_locked {
         ""
     };
 }
-// Strictly increasing, so the fairness order is a clean round-robin even when several claims
-// fall in one millisecond. Served by the `repos_claim_seq` index.
-macro_rules! next_claim_seq {
-    () => {
-        "(SELECT COALESCE(MAX(claim_seq), 0) + 1 FROM repos)"
-    };
-}
+/// A claim that finds nothing has seen everything: there are no row locks to wait for.
+const CLAIM_CAN_WAIT: bool = false;
 
 #[path = "shared.rs"]
 mod shared;
@@ -125,18 +120,6 @@ async fn lock_repo_of_job(_c: &mut Conn, _job_id: i64) -> Result<()> {
 /// Log ids come from one writer, so they are committed in id order already.
 async fn lock_run_logs(_c: &mut Conn, _run_id: i64) -> Result<()> {
     Ok(())
-}
-
-/// The repository whose turn it is: has ready jobs, is under its concurrency limit, and was
-/// served longest ago. Walks the partial index `repos_claimable`.
-async fn pick_repo(c: &mut Conn) -> Result<Option<i64>> {
-    Ok(sqlx::query_scalar(
-        "SELECT id FROM repos \
-         WHERE ready > 0 AND (concurrency IS NULL OR running < concurrency) \
-         ORDER BY claim_seq, id LIMIT 1",
-    )
-    .fetch_optional(&mut *c)
-    .await?)
 }
 
 fn is_retryable(_e: &sqlx::Error) -> bool {
