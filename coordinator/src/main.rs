@@ -111,6 +111,9 @@ enum Command {
 enum ScanCommand {
     /// Look for credentials in a directory tree (exit 1 when any is found).
     Secrets(cli::scan::ScanSecretsArgs),
+    /// Judge Kubernetes manifests against the Pod Security Standards and hygiene checks
+    /// (exit 1 on findings).
+    Manifests(cli::manifests::ScanManifestsArgs),
 }
 
 fn main() -> ExitCode {
@@ -128,6 +131,9 @@ fn main() -> ExitCode {
         Command::Scan {
             command: ScanCommand::Secrets(args),
         } => cli::scan::execute_secrets(args),
+        Command::Scan {
+            command: ScanCommand::Manifests(args),
+        } => cli::manifests::execute_manifests(args),
         Command::Up(args) => cli::serve::up(args),
         Command::Server(args) => cli::serve::server(args),
         Command::Runner(args) => cli::serve::runner(args),

@@ -7,8 +7,8 @@ use moat_pipelines::yaml::Node;
 use super::Sink;
 use super::objects::{Container, ContainerKind, Workload, containers, entry};
 use super::rules::{
-    DEFAULT_NAMESPACE, IMAGE_DIGEST, LATEST_TAG, LIVENESS_PROBE, READINESS_PROBE,
-    RESOURCE_LIMITS, RESOURCE_REQUESTS, SA_TOKEN_AUTOMOUNT, SECRET_IN_ENV,
+    DEFAULT_NAMESPACE, IMAGE_DIGEST, LATEST_TAG, LIVENESS_PROBE, READINESS_PROBE, RESOURCE_LIMITS,
+    RESOURCE_REQUESTS, SA_TOKEN_AUTOMOUNT, SECRET_IN_ENV,
 };
 
 pub(crate) fn check(w: &Workload<'_>, sink: &mut Sink<'_>) {
@@ -252,7 +252,9 @@ fn automount(w: &Workload<'_>, sink: &mut Sink<'_>) {
 fn namespace(w: &Workload<'_>, sink: &mut Sink<'_>) {
     let field = w.metadata.and_then(|m| entry(m, "namespace"));
     match field {
-        Some((_, v)) if v.as_str().is_some_and(|ns| !ns.is_empty() && ns != "default") => {}
+        Some((_, v))
+            if v.as_str()
+                .is_some_and(|ns| !ns.is_empty() && ns != "default") => {}
         Some((k, v)) if v.as_str() == Some("default") => sink.push(
             DEFAULT_NAMESPACE,
             k.pos,
@@ -281,7 +283,13 @@ mod tests {
     #[test]
     fn image_references() {
         let p = ImageRef::parse;
-        assert_eq!(p("nginx"), ImageRef { tag: None, digest: None });
+        assert_eq!(
+            p("nginx"),
+            ImageRef {
+                tag: None,
+                digest: None
+            }
+        );
         assert_eq!(
             p("nginx:1.25"),
             ImageRef {

@@ -88,7 +88,10 @@ fn parsed(text: &str) -> (Vec<(&'static str, String)>, Vec<String>) {
     let mut out = Ignores::default();
     parse(text, Pos::new(1, 1), &mut out);
     (
-        out.honoured.iter().map(|(c, r)| (c.id, r.clone())).collect(),
+        out.honoured
+            .iter()
+            .map(|(c, r)| (c.id, r.clone()))
+            .collect(),
         out.problems.into_iter().map(|(_, m)| m).collect(),
     )
 }
@@ -99,9 +102,8 @@ mod tests {
 
     #[test]
     fn grammar() {
-        let (ok, bad) = parsed(
-            " PSS-BASELINE-PRIVILEGED = needs /dev access , moat-k8s-latest-tag=dev only",
-        );
+        let (ok, bad) =
+            parsed(" PSS-BASELINE-PRIVILEGED = needs /dev access , moat-k8s-latest-tag=dev only");
         assert_eq!(
             ok,
             [

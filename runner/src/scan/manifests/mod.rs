@@ -33,6 +33,8 @@ use std::path::Path;
 use moat_pipelines::Pos;
 use moat_pipelines::yaml::{self, Limits};
 
+// Shared with the secret scanner, so that `--format` and severities mean the same for every
+// scanner.
 pub use crate::scan::secrets::{Format, Severity};
 pub use error::ManifestError;
 pub use ignore::IGNORE_ANNOTATION;
@@ -212,7 +214,9 @@ fn scan_into(file: &str, src: &str, options: &ScanOptions, report: &mut Manifest
         Err(d) => {
             let mut message = d.message;
             if src.contains("{{") {
-                message.push_str(" (this looks like a template: render it first, e.g. with `helm template`)");
+                message.push_str(
+                    " (this looks like a template: render it first, e.g. with `helm template`)",
+                );
             }
             report.errors.push(ManifestError::Parse {
                 file: file.to_string(),

@@ -130,11 +130,7 @@ pub(crate) struct Container<'a> {
     pub node: &'a Node,
 }
 
-impl<'a> Container<'a> {
-    pub fn security_context(&self) -> Option<&'a Node> {
-        self.node.get("securityContext")
-    }
-
+impl Container<'_> {
     /// Where a finding about a field the container lacks points: its `securityContext` when
     /// it has one, else the container itself.
     pub fn missing_pos(&self) -> Pos {
@@ -266,7 +262,13 @@ spec: {}
             ]
         );
         assert!(objects.workloads[0].pod_metadata().is_some());
-        assert!(objects.workloads[1].pod_metadata().unwrap().get("annotations").is_some());
+        assert!(
+            objects.workloads[1]
+                .pod_metadata()
+                .unwrap()
+                .get("annotations")
+                .is_some()
+        );
         let names: Vec<String> = containers(objects.workloads[2].spec)
             .into_iter()
             .map(|c| c.name)

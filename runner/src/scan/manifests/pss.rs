@@ -11,13 +11,13 @@ use std::ops::RangeInclusive;
 
 use moat_pipelines::yaml::Node;
 
-use super::Sink;
 use super::ScanOptions;
+use super::Sink;
 use super::objects::{Container, Workload, as_int, containers, entry, field, path, strings};
 use super::rules::{
-    APPARMOR, CAPABILITIES, HOST_NAMESPACES, HOST_PATH, HOST_PORTS, HOST_PROCESS, PRIVILEGE_ESCALATION,
-    PRIVILEGED, PROC_MOUNT, RESTRICTED_CAPABILITIES, RESTRICTED_SECCOMP, RUN_AS_NON_ROOT,
-    RUN_AS_USER, SECCOMP, SELINUX, SYSCTLS, VOLUME_TYPES,
+    APPARMOR, CAPABILITIES, HOST_NAMESPACES, HOST_PATH, HOST_PORTS, HOST_PROCESS,
+    PRIVILEGE_ESCALATION, PRIVILEGED, PROC_MOUNT, RESTRICTED_CAPABILITIES, RESTRICTED_SECCOMP,
+    RUN_AS_NON_ROOT, RUN_AS_USER, SECCOMP, SELINUX, SYSCTLS, VOLUME_TYPES,
 };
 
 /// Capabilities a baseline container may add. Matched exactly, as the admission controller
@@ -114,7 +114,11 @@ fn who(container: Option<&str>) -> String {
 
 /// The text of a scalar for a message, `null` for nothing.
 fn shown(node: &Node) -> &str {
-    node.as_str().unwrap_or(if node.is_null() { "null" } else { "a non-scalar value" })
+    node.as_str().unwrap_or(if node.is_null() {
+        "null"
+    } else {
+        "a non-scalar value"
+    })
 }
 
 fn is_true(node: &Node) -> bool {
@@ -177,7 +181,10 @@ fn privileged(c: &Container<'_>, sink: &mut Sink<'_>) {
             PRIVILEGED,
             k.pos,
             Some(&c.name),
-            format!("{} is privileged (securityContext.privileged: true)", who(Some(&c.name))),
+            format!(
+                "{} is privileged (securityContext.privileged: true)",
+                who(Some(&c.name))
+            ),
         );
     }
 }
@@ -213,9 +220,7 @@ fn host_ports(c: &Container<'_>, allowed: &[RangeInclusive<u16>], sink: &mut Sin
         }
         let message = match as_int(v) {
             Some(0) => continue,
-            Some(p)
-                if u16::try_from(p).is_ok_and(|p| allowed.iter().any(|r| r.contains(&p))) =>
-            {
+            Some(p) if u16::try_from(p).is_ok_and(|p| allowed.iter().any(|r| r.contains(&p))) => {
                 continue;
             }
             Some(p) => format!("{} uses host port {p}", who(Some(&c.name))),
@@ -263,8 +268,7 @@ fn apparmor(w: &Workload<'_>, cs: &[Container<'_>], sink: &mut Sink<'_>) {
         .and_then(Node::as_map)
         .unwrap_or(&[]);
     for (k, v) in annotations {
-        let Some(container) = k.as_str().and_then(|k| k.strip_prefix(APPARMOR_ANNOTATION))
-        else {
+        let Some(container) = k.as_str().and_then(|k| k.strip_prefix(APPARMOR_ANNOTATION)) else {
             continue;
         };
         let profile = v.as_str().unwrap_or("");
@@ -275,7 +279,9 @@ fn apparmor(w: &Workload<'_>, cs: &[Container<'_>], sink: &mut Sink<'_>) {
             APPARMOR,
             k.pos,
             Some(container),
-            format!("container \"{container}\" has the AppArmor profile \"{profile}\" (annotation)"),
+            format!(
+                "container \"{container}\" has the AppArmor profile \"{profile}\" (annotation)"
+            ),
         );
     }
     let mut fields = vec![(w.spec, None)];
@@ -289,11 +295,7 @@ fn apparmor(w: &Workload<'_>, cs: &[Container<'_>], sink: &mut Sink<'_>) {
                 APPARMOR,
                 k.pos,
                 container,
-                format!(
-                    "{} sets appArmorProfile.type: {}",
-                    who(container),
-                    shown(v)
-                ),
+                format!("{} sets appArmorProfile.type: {}", who(container), shown(v)),
             );
         }
     }
@@ -401,7 +403,11 @@ fn privilege_escalation(c: &Container<'_>, sink: &mut Sink<'_>) {
             PRIVILEGE_ESCALATION,
             k.pos,
             Some(&c.name),
-            format!("{} sets allowPrivilegeEscalation: {}", who(Some(&c.name)), shown(v)),
+            format!(
+                "{} sets allowPrivilegeEscalation: {}",
+                who(Some(&c.name)),
+                shown(v)
+            ),
         ),
         _ => sink.push(
             PRIVILEGE_ESCALATION,

@@ -49,7 +49,7 @@ pub fn table(report: &ManifestReport) -> String {
                 .clamp(min, max)
         };
         let id_w = width(&|f| f.id.to_string(), 2, 40);
-        let loc_w = width(&location, 8, 50);
+        let loc_w = width(&location, 8, 60);
         let obj_w = width(&object, 6, 50);
         let ns_w = width(&|f| f.namespace.clone().unwrap_or_default(), 9, 30);
         let ctr_w = width(&|f| f.container.clone().unwrap_or_default(), 9, 30);
@@ -83,7 +83,14 @@ pub fn table(report: &ManifestReport) -> String {
     let n = findings.len();
     let objects: BTreeSet<(&str, &str, Option<&str>, &str)> = findings
         .iter()
-        .map(|f| (f.file.as_str(), f.kind.as_str(), f.namespace.as_deref(), f.name.as_str()))
+        .map(|f| {
+            (
+                f.file.as_str(),
+                f.kind.as_str(),
+                f.namespace.as_deref(),
+                f.name.as_str(),
+            )
+        })
         .collect();
     if n == 0 {
         out.push_str("No findings");

@@ -168,7 +168,7 @@ mod tests {
             assert!(c.id.starts_with(prefix), "{}", c.id);
             assert!(
                 c.id.chars()
-                    .all(|ch| ch.is_ascii_uppercase() || ch == '-'),
+                    .all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit() || ch == '-'),
                 "{}",
                 c.id
             );
