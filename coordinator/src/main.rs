@@ -31,6 +31,18 @@ enum Command {
         #[command(subcommand)]
         command: ScanCommand,
     },
+    /// Compare two versions the way the scanner does: prints <, = or >.
+    VersionCompare {
+        /// debian, alpine, pypi, semver or go.
+        ecosystem: String,
+        a: String,
+        b: String,
+    },
+    /// The vulnerability database.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// All in one: coordinator, embedded runner and SQLite in a data directory.
     Up(cli::serve::UpArgs),
     /// The coordinator alone (SQLite or Postgres).
@@ -108,6 +120,17 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum DbCommand {
+    /// Download OSV's advisories (all supported ecosystems, or those named).
+    Update {
+        /// The database directory.
+        #[arg(long, default_value = "./moat-data/vulndb")]
+        db: PathBuf,
+        ecosystems: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum ScanCommand {
     /// Look for credentials in a directory tree (exit 1 when any is found).
     Secrets(cli::scan::ScanSecretsArgs),
@@ -134,6 +157,12 @@ fn main() -> ExitCode {
         Command::Scan {
             command: ScanCommand::Manifests(args),
         } => cli::manifests::execute_manifests(args),
+        Command::VersionCompare { ecosystem, a, b } => {
+            cli::vuln::version_compare(&ecosystem, &a, &b)
+        }
+        Command::Db {
+            command: DbCommand::Update { db, ecosystems },
+        } => cli::vuln::db_update(&db, &ecosystems),
         Command::Up(args) => cli::serve::up(args),
         Command::Server(args) => cli::serve::server(args),
         Command::Runner(args) => cli::serve::runner(args),

@@ -6,3 +6,4 @@ pub mod run;
 pub mod scan;
 pub mod serve;
 pub mod validate;
+pub mod vuln;

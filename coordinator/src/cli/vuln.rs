@@ -66,3 +66,52 @@ mod tests {
         assert_eq!(version_compare("semver", "1.0.0", "1.0.0"), 0);
     }
 }
+
+/// `moat db update [--db DIR] [ECOSYSTEM…]`: downloads OSV's per-ecosystem exports into the
+/// vulnerability database directory. Fails clearly when the network does not allow it.
+pub fn db_update(dir: &std::path::Path, names: &[String]) -> u8 {
+    use moat_runner::vuln::Ecosystem;
+    let ecosystems: Vec<Ecosystem> = if names.is_empty() {
+        vec![
+            Ecosystem::Debian,
+            Ecosystem::Alpine,
+            Ecosystem::PyPI,
+            Ecosystem::Npm,
+            Ecosystem::CratesIo,
+            Ecosystem::Go,
+        ]
+    } else {
+        let mut out = Vec::new();
+        for n in names {
+            match Ecosystem::from_osv(n) {
+                Some(e) => out.push(e),
+                None => {
+                    eprintln!(
+                        "moat db update: unknown ecosystem \"{n}\" (one of: Debian, Alpine, PyPI, npm, crates.io, Go)"
+                    );
+                    return 2;
+                }
+            }
+        }
+        out
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("moat db update: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(moat_runner::vuln::db::update(dir, &ecosystems)) {
+        Ok(report) => {
+            for (eco, path, bytes) in report.downloaded {
+                println!("{}: {} bytes in {}", eco.osv_name(), bytes, path.display());
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("moat db update: {e}");
+            1
+        }
+    }
+}

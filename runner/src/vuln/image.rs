@@ -182,7 +182,8 @@ impl FileTree {
     pub fn read(&self, path: &str) -> Option<&[u8]> {
         match self.resolve(path)?.1 {
             TreeEntry {
-                node: Node::File(b), ..
+                node: Node::File(b),
+                ..
             } => Some(b),
             _ => None,
         }
@@ -196,7 +197,11 @@ impl FileTree {
         let start = format!("{dir}/");
         // '0' is the character after '/': the range holds exactly the paths under `dir/`.
         let end = format!("{dir}0");
-        let doomed: Vec<String> = self.entries.range(start..end).map(|(k, _)| k.clone()).collect();
+        let doomed: Vec<String> = self
+            .entries
+            .range(start..end)
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in doomed {
             self.entries.remove(&k);
         }
@@ -297,82 +302,113 @@ fn read_layer<R: Read>(reader: R, scratch: &mut Vec<u8>) -> Result<LayerDelta, I
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries()? {
         let mut entry = entry?;
-        let raw_path = entry.path_bytes();
-        let owned;
-        let path = match std::str::from_utf8(&raw_path) {
-            Ok(p) => normalize(p),
-            Err(_) => {
-                owned = String::from_utf8_lossy(&raw_path).into_owned();
-                normalize(&owned)
-            }
-        }
-        .to_string();
-        drop(raw_path);
-        let (parent, name) = match path.rfind('/') {
-            Some(i) => (&path[..i], &path[i + 1..]),
-            None => ("", path.as_str()),
+        // Decide with the path borrowed from the header; only kept paths are allocated.
+        let step = {
+            let raw = entry.path_bytes();
+            let lossy;
+            let path = match std::str::from_utf8(&raw) {
+                Ok(p) => normalize(p),
+                Err(_) => {
+                    lossy = String::from_utf8_lossy(&raw).into_owned();
+                    normalize(&lossy)
+                }
+            };
+            classify_entry(&entry, path, &mut delta)
         };
-        if let Some(hidden) = name.strip_prefix(".wh.") {
-            if hidden == ".wh..opq" {
-                delta.opaque.push(parent.to_string());
-            } else if !hidden.starts_with(".wh.") {
-                // `.wh..wh.plnk`, `.wh..wh.aufs`: AUFS bookkeeping, not deletions.
-                delta.whiteouts.push(if parent.is_empty() {
-                    hidden.to_string()
-                } else {
-                    format!("{parent}/{hidden}")
-                });
+        match step {
+            Step::Next => {}
+            Step::Keep(path) => {
+                let mut content = Vec::with_capacity(entry.size() as usize);
+                entry.read_to_end(&mut content)?;
+                delta.files.push((path, Node::File(content)));
             }
-            continue;
-        }
-        let kind = entry.header().entry_type();
-        if kind.is_dir() {
-            delta.dirs.insert(path_hash(path.as_bytes()));
-            continue;
-        }
-        delta.nondirs.insert(path_hash(path.as_bytes()));
-        let wanted = inventory::wanted(&path);
-        if kind.is_file() {
-            let size = entry.size();
-            if wanted {
-                if size <= MAX_KEPT_FILE {
-                    let mut content = Vec::with_capacity(size as usize);
-                    entry.read_to_end(&mut content)?;
-                    delta.files.push((path, Node::File(content)));
-                } else {
-                    tracing::warn!(%path, size, "wanted file too large, not analysed");
-                }
-            } else {
-                let executable = entry.header().mode().map(|m| m & 0o111 != 0).unwrap_or(false);
-                if executable && size >= 64 {
-                    if let Some(info) =
-                        inventory::sniff_executable(&mut entry, size, scratch, MAX_WHOLE_EXECUTABLE)?
-                    {
-                        delta.files.push((path, Node::GoBinary(info)));
-                    }
-                }
-            }
-        } else if kind.is_symlink() {
-            if wanted || path.split('/').count() <= SHALLOW_SYMLINK_DEPTH {
-                if let Some(target) = entry.link_name_bytes() {
-                    let target = String::from_utf8_lossy(&target).into_owned();
-                    delta.files.push((path, Node::Symlink(target)));
-                }
-            }
-        } else if kind.is_hard_link() && wanted {
-            if let Some(target) = entry.link_name_bytes() {
-                let target = normalize(&String::from_utf8_lossy(&target)).to_string();
-                match delta.files.iter().rev().find(|(p, _)| *p == target) {
-                    Some((_, node)) => {
-                        let node = node.clone();
-                        delta.files.push((path, node));
-                    }
-                    None => delta.hardlinks.push((path, target)),
+            Step::Sniff(path) => {
+                let size = entry.size();
+                if let Some(info) =
+                    inventory::sniff_executable(&mut entry, size, scratch, MAX_WHOLE_EXECUTABLE)?
+                {
+                    delta.files.push((path, Node::GoBinary(info)));
                 }
             }
         }
     }
     Ok(delta)
+}
+
+/// What to do with a layer entry's content.
+enum Step {
+    /// Nothing (skipped, or fully handled from the header).
+    Next,
+    /// Keep the content of this wanted file.
+    Keep(String),
+    /// An executable: look for Go build information.
+    Sniff(String),
+}
+
+/// Records what a layer entry means for the layer (whiteout, opaque directory, path hashes,
+/// symlinks and hard links) and says whether its content is needed.
+fn classify_entry<R: Read>(entry: &tar::Entry<'_, R>, path: &str, delta: &mut LayerDelta) -> Step {
+    let (parent, name) = match path.rfind('/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => ("", path),
+    };
+    if let Some(hidden) = name.strip_prefix(".wh.") {
+        if hidden == ".wh..opq" {
+            delta.opaque.push(parent.to_string());
+        } else if !hidden.starts_with(".wh.") {
+            // `.wh..wh.plnk`, `.wh..wh.aufs`: AUFS bookkeeping, not deletions.
+            delta.whiteouts.push(if parent.is_empty() {
+                hidden.to_string()
+            } else {
+                format!("{parent}/{hidden}")
+            });
+        }
+        return Step::Next;
+    }
+    let kind = entry.header().entry_type();
+    if kind.is_dir() {
+        delta.dirs.insert(path_hash(path.as_bytes()));
+        return Step::Next;
+    }
+    delta.nondirs.insert(path_hash(path.as_bytes()));
+    let wanted = inventory::wanted(path);
+    if kind.is_file() {
+        let size = entry.size();
+        if wanted {
+            if size <= MAX_KEPT_FILE {
+                return Step::Keep(path.to_string());
+            }
+            tracing::warn!(%path, size, "wanted file too large, not analysed");
+        } else {
+            let executable = entry
+                .header()
+                .mode()
+                .map(|m| m & 0o111 != 0)
+                .unwrap_or(false);
+            if executable && size >= 64 {
+                return Step::Sniff(path.to_string());
+            }
+        }
+    } else if kind.is_symlink() {
+        if wanted || path.split('/').count() <= SHALLOW_SYMLINK_DEPTH {
+            if let Some(target) = entry.link_name_bytes() {
+                let target = String::from_utf8_lossy(&target).into_owned();
+                delta.files.push((path.to_string(), Node::Symlink(target)));
+            }
+        }
+    } else if kind.is_hard_link() && wanted {
+        if let Some(target) = entry.link_name_bytes() {
+            let target = normalize(&String::from_utf8_lossy(&target)).to_string();
+            match delta.files.iter().rev().find(|(p, _)| *p == target) {
+                Some((_, node)) => {
+                    let node = node.clone();
+                    delta.files.push((path.to_string(), node));
+                }
+                None => delta.hardlinks.push((path.to_string(), target)),
+            }
+        }
+    }
+    Step::Next
 }
 
 #[derive(Deserialize)]
@@ -406,14 +442,18 @@ impl Gathered {
                 return Ok(&self.layers[i]);
             }
             if let Some(why) = self.unsupported.get(&p) {
-                return Err(ImageError::Format(format!("layer {path} is {why}, which is not supported")));
+                return Err(ImageError::Format(format!(
+                    "layer {path} is {why}, which is not supported"
+                )));
             }
             match self.links.get(&p) {
                 Some(t) => p = t.clone(),
                 None => break,
             }
         }
-        Err(ImageError::Format(format!("layer {path} is missing from the archive")))
+        Err(ImageError::Format(format!(
+            "layer {path} is missing from the archive"
+        )))
     }
 
     fn json(&self, path: &str) -> Result<&[u8], ImageError> {
@@ -427,7 +467,9 @@ impl Gathered {
                 None => break,
             }
         }
-        Err(ImageError::Format(format!("{path} is missing from the archive")))
+        Err(ImageError::Format(format!(
+            "{path} is missing from the archive"
+        )))
     }
 }
 
@@ -469,14 +511,18 @@ fn gather<R: Read>(reader: R) -> Result<Gathered, ImageError> {
                 read_layer(rest, &mut scratch)
             }
             .map_err(|e| match e {
-                ImageError::Io(io) => ImageError::Io(io::Error::new(io.kind(), format!("layer {path}: {io}"))),
+                ImageError::Io(io) => {
+                    ImageError::Io(io::Error::new(io.kind(), format!("layer {path}: {io}")))
+                }
                 other => other,
             })?;
             g.layer_at.insert(path, g.layers.len());
             g.layers.push(delta);
         } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
             g.unsupported.insert(path, "zstd-compressed");
-        } else if head.trim_ascii_start().starts_with(b"{") || head.trim_ascii_start().starts_with(b"[") {
+        } else if head.trim_ascii_start().starts_with(b"{")
+            || head.trim_ascii_start().starts_with(b"[")
+        {
             if size <= MAX_JSON {
                 let mut content = head.to_vec();
                 entry.read_to_end(&mut content)?;
@@ -502,7 +548,10 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Config path, layer paths and tags of the chosen image, from `manifest.json` (Docker) or,
 /// failing that, `index.json` (OCI image layout).
-fn choose(g: &Gathered, select: Option<&str>) -> Result<(String, Vec<String>, Vec<String>), ImageError> {
+fn choose(
+    g: &Gathered,
+    select: Option<&str>,
+) -> Result<(String, Vec<String>, Vec<String>), ImageError> {
     if let Some(raw) = g.json.get("manifest.json") {
         let manifests: Vec<SaveManifest> = serde_json::from_slice(raw)
             .map_err(|e| ImageError::Format(format!("manifest.json: {e}")))?;
@@ -510,13 +559,16 @@ fn choose(g: &Gathered, select: Option<&str>) -> Result<(String, Vec<String>, Ve
         let chosen = match select {
             Some(want) => {
                 let want_hex = want.trim_start_matches("sha256:");
-                manifests.iter().find(|m| {
-                    let t = tags(m);
-                    t.iter().any(|t| t == want || *t == format!("{want}:latest"))
-                        || (want_hex.len() >= 12 && m.config.contains(want_hex))
-                })
-                .or_else(|| (manifests.len() == 1).then(|| &manifests[0]))
-                .ok_or_else(|| ImageError::NoSuchImage(want.to_string()))?
+                manifests
+                    .iter()
+                    .find(|m| {
+                        let t = tags(m);
+                        t.iter()
+                            .any(|t| t == want || *t == format!("{want}:latest"))
+                            || (want_hex.len() >= 12 && m.config.contains(want_hex))
+                    })
+                    .or_else(|| (manifests.len() == 1).then(|| &manifests[0]))
+                    .ok_or_else(|| ImageError::NoSuchImage(want.to_string()))?
             }
             None if manifests.len() == 1 => &manifests[0],
             None if manifests.is_empty() => {
@@ -539,7 +591,8 @@ fn choose(g: &Gathered, select: Option<&str>) -> Result<(String, Vec<String>, Ve
         ));
     };
     let blob = |digest: &str| -> String { format!("blobs/{}", digest.replacen(':', "/", 1)) };
-    let mut doc: Value = serde_json::from_slice(raw).map_err(|e| ImageError::Format(format!("index.json: {e}")))?;
+    let mut doc: Value =
+        serde_json::from_slice(raw).map_err(|e| ImageError::Format(format!("index.json: {e}")))?;
     let mut tags = Vec::new();
     // Follow nested indexes (multi-platform images) to the first linux manifest.
     for _ in 0..4 {
@@ -554,17 +607,25 @@ fn choose(g: &Gathered, select: Option<&str>) -> Result<(String, Vec<String>, Ve
         let pick = manifests
             .iter()
             .find(|m| {
-                let name = m.pointer("/annotations/org.opencontainers.image.ref.name").and_then(Value::as_str);
+                let name = m
+                    .pointer("/annotations/org.opencontainers.image.ref.name")
+                    .and_then(Value::as_str);
                 select.is_some_and(|s| name == Some(s))
             })
             .or_else(|| {
                 manifests.iter().find(|m| {
-                    m.pointer("/platform/os").and_then(Value::as_str).is_none_or(|os| os == "linux")
-                        && m.pointer("/platform/architecture").and_then(Value::as_str) != Some("unknown")
+                    m.pointer("/platform/os")
+                        .and_then(Value::as_str)
+                        .is_none_or(|os| os == "linux")
+                        && m.pointer("/platform/architecture").and_then(Value::as_str)
+                            != Some("unknown")
                 })
             })
             .ok_or_else(|| ImageError::Format("the OCI index lists no image manifest".into()))?;
-        if let Some(name) = pick.pointer("/annotations/org.opencontainers.image.ref.name").and_then(Value::as_str) {
+        if let Some(name) = pick
+            .pointer("/annotations/org.opencontainers.image.ref.name")
+            .and_then(Value::as_str)
+        {
             tags.push(name.to_string());
         }
         let digest = pick.get("digest").and_then(Value::as_str).unwrap_or("");
@@ -681,7 +742,9 @@ pub fn read_saved_from<R: Read>(reader: R, select: Option<&str>) -> Result<Image
     }
     Ok(ImageTree {
         meta: ImageMeta {
-            reference: select.map(str::to_string).or_else(|| repo_tags.first().cloned()),
+            reference: select
+                .map(str::to_string)
+                .or_else(|| repo_tags.first().cloned()),
             id,
             repo_tags,
             repo_digests: Vec::new(),
@@ -742,7 +805,11 @@ pub async fn read_image(docker: &Docker, reference: &str) -> Result<ImageTree, I
     let ((), parsed) = tokio::join!(pump, parse);
     let mut image = parsed.map_err(|e| ImageError::Io(io::Error::other(e)))??;
 
-    if inspect.id.as_deref().is_some_and(|want| want != image.meta.id) {
+    if inspect
+        .id
+        .as_deref()
+        .is_some_and(|want| want != image.meta.id)
+    {
         return Err(ImageError::IdMismatch {
             expected: id,
             actual: image.meta.id,
@@ -819,7 +886,8 @@ mod tests {
                         tar::EntryType::Link
                     });
                     h.set_size(0);
-                    b.append_link(&mut h, path, std::str::from_utf8(content).unwrap()).unwrap();
+                    b.append_link(&mut h, path, std::str::from_utf8(content).unwrap())
+                        .unwrap();
                 }
                 _ => {
                     h.set_size(content.len() as u64);
@@ -850,7 +918,7 @@ mod tests {
         }])
         .to_string();
         let mut b = tar::Builder::new(Vec::new());
-        let mut add = |b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]| {
+        let add = |b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]| {
             let mut h = tar::Header::new_gnu();
             h.set_mode(0o644);
             h.set_size(data.len() as u64);
@@ -888,7 +956,11 @@ mod tests {
             ("opq/c-1.dist-info/METADATA", 'f', META),
             ("swap/d-1.dist-info/METADATA", 'f', META),
             ("lib", 'l', b"usr/lib"),
-            ("usr/bin/cat", 'x', b"\x7fELF not really an ELF file but long enough to be sniffed ......"),
+            (
+                "usr/bin/cat",
+                'x',
+                b"\x7fELF not really an ELF file but long enough to be sniffed ......",
+            ),
         ]);
         let upper = layer(&[
             ("site/.wh.a-1.dist-info", 'f', b""),
@@ -897,10 +969,15 @@ mod tests {
             ("opq/e-1.dist-info/METADATA", 'f', META),
             ("swap", 'l', b"elsewhere"),
             ("site/b-1.dist-info/INSTALLER", 'f', b"pip"),
-            ("hl/f-1.dist-info/METADATA", 'h', b"site/b-1.dist-info/METADATA"),
+            (
+                "hl/f-1.dist-info/METADATA",
+                'h',
+                b"site/b-1.dist-info/METADATA",
+            ),
         ]);
         for gz in [false, true] {
-            let t = read_saved_from(Cursor::new(save(&[base.clone(), upper.clone()], gz)), None).unwrap();
+            let t = read_saved_from(Cursor::new(save(&[base.clone(), upper.clone()], gz)), None)
+                .unwrap();
             assert_eq!(
                 paths(&t),
                 [
@@ -914,11 +991,31 @@ mod tests {
                 ]
             );
             let (l0, l1) = (&t.meta.layers[0].diff_id, &t.meta.layers[1].diff_id);
-            assert_eq!(t.files.get("site/b-1.dist-info/METADATA").unwrap().layer.as_deref(), Some(l0.as_str()));
-            assert_eq!(t.files.get("opq/e-1.dist-info/METADATA").unwrap().layer.as_deref(), Some(l1.as_str()));
+            assert_eq!(
+                t.files
+                    .get("site/b-1.dist-info/METADATA")
+                    .unwrap()
+                    .layer
+                    .as_deref(),
+                Some(l0.as_str())
+            );
+            assert_eq!(
+                t.files
+                    .get("opq/e-1.dist-info/METADATA")
+                    .unwrap()
+                    .layer
+                    .as_deref(),
+                Some(l1.as_str())
+            );
             assert_eq!(t.files.read("hl/f-1.dist-info/METADATA"), Some(META));
-            assert_eq!(t.files.read("etc/os-release"), Some(&b"ID=debian\nVERSION_ID=\"12\"\n"[..]));
-            assert_eq!(t.files.resolve("lib/os-release").unwrap().0, "usr/lib/os-release");
+            assert_eq!(
+                t.files.read("etc/os-release"),
+                Some(&b"ID=debian\nVERSION_ID=\"12\"\n"[..])
+            );
+            assert_eq!(
+                t.files.resolve("lib/os-release").unwrap().0,
+                "usr/lib/os-release"
+            );
             assert_eq!(t.meta.repo_tags, ["test/image:1"]);
             assert_eq!(t.meta.layers[1].created_by.as_deref(), Some("step 1"));
             assert!(t.meta.id.starts_with("sha256:"));
@@ -927,19 +1024,29 @@ mod tests {
 
     #[test]
     fn whole_directory_whiteout_and_root_opaque() {
-        let base = layer(&[("app/x-1.dist-info/METADATA", 'f', META), ("keep/y-1.dist-info/METADATA", 'f', META)]);
+        let base = layer(&[
+            ("app/x-1.dist-info/METADATA", 'f', META),
+            ("keep/y-1.dist-info/METADATA", 'f', META),
+        ]);
         let del = layer(&[("./.wh.app", 'f', b"")]);
         let t = read_saved_from(Cursor::new(save(&[base.clone(), del], false)), None).unwrap();
         assert_eq!(paths(&t), ["keep/y-1.dist-info/METADATA"]);
-        let wipe = layer(&[(".wh..wh..opq", 'f', b""), ("new/z-1.dist-info/METADATA", 'f', META)]);
+        let wipe = layer(&[
+            (".wh..wh..opq", 'f', b""),
+            ("new/z-1.dist-info/METADATA", 'f', META),
+        ]);
         let t = read_saved_from(Cursor::new(save(&[base, wipe], false)), None).unwrap();
         assert_eq!(paths(&t), ["new/z-1.dist-info/METADATA"]);
     }
 
     #[test]
     fn go_binaries_are_reduced_to_build_info() {
-        let bin = inventory::synthetic_executable("go1.20.1", "path\tx\nmod\tx\tv1.0.0\t\n", true, true);
-        let l = layer(&[("usr/local/bin/app", 'x', &bin), ("usr/local/bin/data", 'f', &bin)]);
+        let bin =
+            inventory::synthetic_executable("go1.20.1", "path\tx\nmod\tx\tv1.0.0\t\n", true, true);
+        let l = layer(&[
+            ("usr/local/bin/app", 'x', &bin),
+            ("usr/local/bin/data", 'f', &bin),
+        ]);
         let t = read_saved_from(Cursor::new(save(&[l], false)), None).unwrap();
         assert_eq!(paths(&t), ["usr/local/bin/app"]);
         match &t.files.get("usr/local/bin/app").unwrap().node {
@@ -960,7 +1067,11 @@ mod tests {
     #[test]
     fn resolve_symlink_chains() {
         let mut t = FileTree::new();
-        t.insert("usr/lib/os-release", None, Node::File(b"ID=alpine".to_vec()));
+        t.insert(
+            "usr/lib/os-release",
+            None,
+            Node::File(b"ID=alpine".to_vec()),
+        );
         t.insert("etc/os-release", None, Node::Symlink("/etc/alt".into()));
         t.insert("etc/alt", None, Node::Symlink("../lib/os-release".into()));
         t.insert("lib", None, Node::Symlink("usr/lib".into()));

@@ -4,10 +4,19 @@
 //!
 //! Shared vocabulary of the submodules lives here; the submodules own:
 //! - `version`: comparators per ecosystem (`moat version-compare`).
-//! - `osv`, `db`, `matcher`: advisories, the database directory, matching and severity.
+//! - `osv`, `db`, `matcher`, `severity`, `cvss`: advisories, the database directory, matching
+//!   and severity.
 //! - `image`, `inventory`, `sbom`: reading images layer by layer, package databases and lock
 //!   files, CycloneDX output.
 
+pub mod cvss;
+pub mod db;
+pub mod image;
+pub mod inventory;
+pub mod matcher;
+pub mod osv;
+pub mod sbom;
+pub mod severity;
 pub mod version;
 
 use serde::{Deserialize, Serialize};

@@ -11,7 +11,9 @@ pub fn parse_installed(text: &str, location: &str) -> Result<Vec<Package>, Parse
     let mut out = Vec::new();
     let (mut name, mut version, mut origin) = (None::<&str>, None::<&str>, None::<&str>);
     let mut any = false;
-    let mut flush = |name: &mut Option<&str>, version: &mut Option<&str>, origin: &mut Option<&str>| {
+    let mut flush = |name: &mut Option<&str>,
+                     version: &mut Option<&str>,
+                     origin: &mut Option<&str>| {
         if let (Some(n), Some(v)) = (name.take(), version.take()) {
             if !n.is_empty() && !v.is_empty() {
                 out.push(Package {
@@ -40,7 +42,10 @@ pub fn parse_installed(text: &str, location: &str) -> Result<Vec<Package>, Parse
             continue;
         }
         let Some((key, value)) = line.split_once(':') else {
-            return Err(ParseError::syntax(n + 1, format!("not a K:value line: {line:?}")));
+            return Err(ParseError::syntax(
+                n + 1,
+                format!("not a K:value line: {line:?}"),
+            ));
         };
         any = true;
         match key {

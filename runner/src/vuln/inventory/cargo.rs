@@ -63,7 +63,10 @@ checksum = "c4488ae950c49d403731982257768f48fada354a5203fe81f9bb6f43ca9002be"
 "#;
         let p = parse_cargo_lock(text, "Cargo.lock").unwrap();
         assert_eq!(p.len(), 1);
-        assert_eq!((p[0].name.as_str(), p[0].version.as_str()), ("smallvec", "0.6.9"));
+        assert_eq!(
+            (p[0].name.as_str(), p[0].version.as_str()),
+            ("smallvec", "0.6.9")
+        );
         assert!(parse_cargo_lock("[[package]]\nname = 1", "x").is_err());
     }
 }

@@ -25,7 +25,11 @@ struct Paragraph<'a> {
 ///
 /// `source_name` is the `Source:` name, or the binary name when there is none (dpkg's default,
 /// and what Debian's advisories name); `source_version` is set only when `Source:` gives one.
-pub fn parse_status(text: &str, location: &str, status_d: bool) -> Result<Vec<Package>, ParseError> {
+pub fn parse_status(
+    text: &str,
+    location: &str,
+    status_d: bool,
+) -> Result<Vec<Package>, ParseError> {
     let mut out = Vec::new();
     let mut para = Paragraph::default();
     for (n, raw) in text.split('\n').enumerate() {
@@ -42,7 +46,10 @@ pub fn parse_status(text: &str, location: &str, status_d: bool) -> Result<Vec<Pa
         if line.starts_with([' ', '\t']) {
             // Continuation of a multi-line field (Description, Conffiles…): none that we keep.
             if !para.any {
-                return Err(ParseError::syntax(n + 1, "continuation line outside a paragraph"));
+                return Err(ParseError::syntax(
+                    n + 1,
+                    "continuation line outside a paragraph",
+                ));
             }
             continue;
         }
@@ -73,12 +80,18 @@ pub fn parse_status(text: &str, location: &str, status_d: bool) -> Result<Vec<Pa
     Ok(out)
 }
 
-fn finish(p: &Paragraph<'_>, location: &str, status_d: bool) -> Result<Option<Package>, ParseError> {
+fn finish(
+    p: &Paragraph<'_>,
+    location: &str,
+    status_d: bool,
+) -> Result<Option<Package>, ParseError> {
     match p.status {
         Some(status) => {
             let words: Vec<&str> = status.split_whitespace().collect();
             if words.len() != 3 {
-                return Err(ParseError::Invalid(format!("invalid Status field {status:?}")));
+                return Err(ParseError::Invalid(format!(
+                    "invalid Status field {status:?}"
+                )));
             }
             if words[2] != "installed" {
                 return Ok(None);
@@ -135,7 +148,10 @@ mod tests {
     fn crlf_and_no_trailing_newline() {
         let text = "Package: a\r\nStatus: install ok installed\r\nVersion: 1\r\n\r\nPackage: b\r\nStatus: install ok installed\r\nVersion: 2";
         let p = parse_status(text, "s", false).unwrap();
-        assert_eq!(p.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            p.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
         assert_eq!(p[1].source_name.as_deref(), Some("b"));
     }
 

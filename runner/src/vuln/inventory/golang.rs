@@ -82,23 +82,24 @@ fn find_in(bin: &[u8], start: usize, end: usize, elf: Option<&Elf<'_>>) -> Optio
                 (_, true) => u64::from_be_bytes(b[..8].try_into().unwrap()),
             }
         };
-        let read_string = |addr: u64| -> Option<String> {
+        let read_string = |addr: u64| -> Option<&[u8]> {
             let header = elf.read_vaddr(addr, 2 * ptr_size)?;
             let data = read_ptr(header);
             let len = read_ptr(&header[ptr_size..]);
             if len > MAX_STRING {
                 return None;
             }
-            let bytes = elf.read_vaddr(data, len as usize)?;
-            Some(String::from_utf8_lossy(bytes).into_owned())
+            elf.read_vaddr(data, len as usize)
         };
-        let Some(version) = read_string(read_ptr(&hdr[16..])).filter(|v| v.starts_with("go") || v.starts_with("devel")) else {
+        let Some(version) = read_string(read_ptr(&hdr[16..]))
+            .filter(|v| v.starts_with(b"go") || v.starts_with(b"devel"))
+        else {
             continue;
         };
         let modinfo = read_string(read_ptr(&hdr[16 + ptr_size..])).unwrap_or_default();
         return Some(GoBuildInfo {
-            go_version: version,
-            modinfo: strip_sentinels(&modinfo),
+            go_version: String::from_utf8_lossy(version).into_owned(),
+            modinfo: strip_sentinels(modinfo),
         });
     }
     None
@@ -121,10 +122,14 @@ fn decode_inline(data: &[u8]) -> Decoded {
         return Decoded::No;
     }
     let mut rest = &data[HEADER_LEN..];
-    let mut strings = [String::new(), String::new()];
+    let mut strings: [&[u8]; 2] = [&[], &[]];
     for s in &mut strings {
         let Some((len, n)) = uvarint(rest) else {
-            return if rest.len() < 10 { Decoded::Truncated } else { Decoded::No };
+            return if rest.len() < 10 {
+                Decoded::Truncated
+            } else {
+                Decoded::No
+            };
         };
         if len > MAX_STRING {
             return Decoded::No;
@@ -133,16 +138,16 @@ fn decode_inline(data: &[u8]) -> Decoded {
         if rest.len() < n + len {
             return Decoded::Truncated;
         }
-        *s = String::from_utf8_lossy(&rest[n..n + len]).into_owned();
+        *s = &rest[n..n + len];
         rest = &rest[n + len..];
     }
     let [version, modinfo] = strings;
-    if !(version.starts_with("go") || version.starts_with("devel")) {
+    if !(version.starts_with(b"go") || version.starts_with(b"devel")) {
         return Decoded::No;
     }
     Decoded::Found(GoBuildInfo {
-        go_version: version,
-        modinfo: strip_sentinels(&modinfo),
+        go_version: String::from_utf8_lossy(version).into_owned(),
+        modinfo: strip_sentinels(modinfo),
     })
 }
 
@@ -158,8 +163,7 @@ fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
 }
 
 /// The module string is framed by two 16-byte sentinels (`cmd/go`'s `infoStart`/`infoEnd`).
-fn strip_sentinels(m: &str) -> String {
-    let b = m.as_bytes();
+fn strip_sentinels(b: &[u8]) -> String {
     if b.len() >= 33 && b[b.len() - 17] == b'\n' {
         String::from_utf8_lossy(&b[16..b.len() - 16]).into_owned()
     } else {
@@ -183,8 +187,12 @@ pub fn has_go_note(head: &[u8]) -> bool {
 /// Looks at an executable as it streams by (a tar entry of `size` bytes) and returns its Go
 /// build information, if it is a Go program. Non-ELF files cost one small read. ELF files with
 /// the Go note are read whole into `scratch` (when at most `max_whole` bytes) and parsed with
-/// [`read_buildinfo`]; other ELF files are scanned chunk by chunk for an inline (Go 1.18+) blob
-/// without being kept, so that the many C programs of a distribution cost only their reading.
+/// [`read_buildinfo`], which also understands the pre-1.18 format. Other ELF files (C programs,
+/// or Go programs linked without a build ID) are scanned for an inline (Go 1.18+) blob in their
+/// writable segments only — where the linker puts it, at the start with Go's own linker and
+/// after the relocated read-only data with an external one — skipping text and read-only data
+/// without copying them, so that the many C programs of a distribution cost little more than
+/// their reading.
 pub fn sniff_executable<R: Read>(
     r: &mut R,
     size: u64,
@@ -198,60 +206,116 @@ pub fn sniff_executable<R: Read>(
         return Ok(None);
     }
     if has_go_note(scratch) && size <= max_whole {
-        r.take(size - scratch.len() as u64).read_to_end(scratch)?;
+        let rest = size - scratch.len() as u64;
+        scratch.reserve(rest as usize);
+        r.take(rest).read_to_end(scratch)?;
         return Ok(read_buildinfo(scratch));
     }
-    let finder = memmem::Finder::new(BUILDINFO_MAGIC);
-    // Absolute offset of scratch[0] (alignment is judged on file offsets, which share their
-    // residue mod 16 with the virtual addresses of loadable segments).
-    let mut base = 0u64;
-    loop {
-        let mut from = 0;
-        let mut keep_from = None;
-        while let Some(i) = finder.find(&scratch[from..]) {
-            let p = from + i;
-            from = p + 1;
-            if (base + p as u64) % ALIGN != 0 {
-                continue;
-            }
-            match decode_inline(&scratch[p..]) {
-                Decoded::Found(info) => return Ok(Some(info)),
-                Decoded::No => {}
-                Decoded::Truncated if (scratch.len() - p) as u64 <= 2 * MAX_STRING => {
-                    keep_from = Some(p);
+    // Writable, non-executable segments, from the program headers in the first bytes.
+    let mut regions: Vec<(u64, u64)> = Elf::parse(scratch)
+        .map(|elf| {
+            elf.loads
+                .iter()
+                .filter(|(_, _, filesz, flags)| flags & 3 == 2 && *filesz > 0)
+                .map(|&(_, offset, filesz, _)| (offset, offset.saturating_add(filesz).min(size)))
+                .collect()
+        })
+        .unwrap_or_default();
+    regions.sort_unstable();
+    if regions.is_empty() {
+        regions.push((0, size)); // no usable program headers: the whole file
+    }
+    let mut scan = Scan {
+        r,
+        buf: scratch,
+        base: 0,
+    };
+    for (start, end) in regions {
+        scan.skip_to(start)?;
+        if let Some(info) = scan.scan_until(end)? {
+            return Ok(Some(info));
+        }
+    }
+    Ok(None)
+}
+
+/// A forward-only window on a stream: `buf` holds the bytes from absolute offset `base`.
+struct Scan<'a, R> {
+    r: &'a mut R,
+    buf: &'a mut Vec<u8>,
+    base: u64,
+}
+
+impl<R: Read> Scan<'_, R> {
+    fn end(&self) -> u64 {
+        self.base + self.buf.len() as u64
+    }
+
+    /// Moves the window's start to `off`, discarding (not copying) what lies before it.
+    fn skip_to(&mut self, off: u64) -> io::Result<()> {
+        if off <= self.base {
+            return Ok(());
+        }
+        if off <= self.end() {
+            self.buf.drain(..(off - self.base) as usize);
+        } else {
+            let gap = off - self.end();
+            self.buf.clear();
+            io::copy(&mut self.r.take(gap), &mut io::sink())?;
+        }
+        self.base = off;
+        Ok(())
+    }
+
+    /// Looks for an inline blob starting (16-aligned) before `end`. Alignment is judged on file
+    /// offsets, which share their residue mod 16 with the virtual addresses of loadable
+    /// segments.
+    fn scan_until(&mut self, end: u64) -> io::Result<Option<GoBuildInfo>> {
+        let finder = memmem::Finder::new(BUILDINFO_MAGIC);
+        loop {
+            let mut from = 0;
+            let mut pending = None;
+            while let Some(i) = finder.find(&self.buf[from..]) {
+                let p = from + i;
+                from = p + 1;
+                let at = self.base + p as u64;
+                if at >= end {
                     break;
                 }
-                Decoded::Truncated => {}
+                if at % ALIGN != 0 {
+                    continue;
+                }
+                match decode_inline(&self.buf[p..]) {
+                    Decoded::Found(info) => return Ok(Some(info)),
+                    Decoded::No => {}
+                    Decoded::Truncated if (self.buf.len() - p) as u64 <= 2 * MAX_STRING => {
+                        pending = Some(p);
+                        break;
+                    }
+                    Decoded::Truncated => {}
+                }
             }
-        }
-        // Keep what a later read may complete: a blob being decoded, or a partial magic.
-        let keep = keep_from.unwrap_or(scratch.len().saturating_sub(BUILDINFO_MAGIC.len() - 1));
-        scratch.drain(..keep);
-        base += keep as u64;
-        if read_append(r, scratch, 64 * 1024)? == 0 {
-            return Ok(None);
+            // Keep what a later read may complete: a blob being decoded, or a partial magic.
+            let keep = pending.unwrap_or(self.buf.len().saturating_sub(BUILDINFO_MAGIC.len() - 1));
+            self.buf.drain(..keep);
+            self.base += keep as u64;
+            // A blob being decoded may run past the region; otherwise stop at its end.
+            let want = match pending {
+                Some(_) => 64 * 1024,
+                None => end.saturating_sub(self.end()).min(64 * 1024) as usize,
+            };
+            if want == 0 || read_append(self.r, self.buf, want)? == 0 {
+                return Ok(None);
+            }
         }
     }
 }
 
-/// Appends up to `n` bytes; returns how many were read (fewer only at the end).
+/// Appends up to `n` bytes; returns how many were read (fewer only at the end). Reads into
+/// spare capacity without zero-filling it first.
 fn read_append<R: Read>(r: &mut R, buf: &mut Vec<u8>, n: usize) -> io::Result<usize> {
-    let start = buf.len();
-    buf.resize(start + n, 0);
-    let mut filled = 0;
-    while filled < n {
-        match r.read(&mut buf[start + filled..]) {
-            Ok(0) => break,
-            Ok(k) => filled += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                buf.truncate(start + filled);
-                return Err(e);
-            }
-        }
-    }
-    buf.truncate(start + filled);
-    Ok(filled)
+    buf.reserve(n);
+    r.take(n as u64).read_to_end(buf)
 }
 
 /// The packages of a Go program: its main module (unless unversioned, `(devel)`), every
@@ -373,11 +437,17 @@ pub fn parse_go_mod(text: &str, location: &str) -> Result<Vec<Package>, ParseErr
                 (verb.to_string(), rest)
             }
         };
-        let tokens: Vec<&str> = args.split_whitespace().map(|t| t.trim_matches('"')).collect();
+        let tokens: Vec<&str> = args
+            .split_whitespace()
+            .map(|t| t.trim_matches('"'))
+            .collect();
         match verb.as_str() {
             "require" => {
                 let [path, version, ..] = tokens[..] else {
-                    return Err(ParseError::syntax(n + 1, "require needs a path and a version"));
+                    return Err(ParseError::syntax(
+                        n + 1,
+                        "require needs a path and a version",
+                    ));
                 };
                 requires.push((path.to_string(), version.to_string()));
             }
@@ -405,7 +475,10 @@ pub fn parse_go_mod(text: &str, location: &str) -> Result<Vec<Package>, ParseErr
         // A versioned replace wins over an unversioned one for the same module.
         let mut best: Option<&(String, String, String, String)> = None;
         for r in &replaces {
-            if r.0 == path && (r.1.is_empty() || r.1 == version) && best.is_none_or(|b| b.1.is_empty()) {
+            if r.0 == path
+                && (r.1.is_empty() || r.1 == version)
+                && best.is_none_or(|b| b.1.is_empty())
+            {
                 best = Some(r);
             }
         }
@@ -473,7 +546,12 @@ impl<'a> Elf<'a> {
             let at = usize::try_from(phoff.checked_add(i * u64::from(phentsize))?).ok()?;
             let kind = rd.u32(at)?;
             let (flags, offset, vaddr, filesz) = if is64 {
-                (rd.u32(at + 4)?, rd.u64(at + 8)?, rd.u64(at + 16)?, rd.u64(at + 32)?)
+                (
+                    rd.u32(at + 4)?,
+                    rd.u64(at + 8)?,
+                    rd.u64(at + 16)?,
+                    rd.u64(at + 32)?,
+                )
             } else {
                 (
                     rd.u32(at + 24)?,
@@ -491,21 +569,30 @@ impl<'a> Elf<'a> {
             if is64 {
                 Some((rd.u32(at)?, rd.u64(at + 24)?, rd.u64(at + 32)?))
             } else {
-                Some((rd.u32(at)?, u64::from(rd.u32(at + 16)?), u64::from(rd.u32(at + 20)?)))
+                Some((
+                    rd.u32(at)?,
+                    u64::from(rd.u32(at + 16)?),
+                    u64::from(rd.u32(at + 20)?),
+                ))
             }
         };
         let mut buildinfo_section = None;
         if shoff != 0 && shnum != 0 {
             if let Some((_, strtab, strsize)) = section(u64::from(shstrndx)) {
                 for i in 0..u64::from(shnum) {
-                    let Some((name, offset, _)) = section(i) else { break };
+                    let Some((name, offset, _)) = section(i) else {
+                        break;
+                    };
                     if u64::from(name) >= strsize {
                         continue;
                     }
                     let Some(start) = usize::try_from(strtab + u64::from(name)).ok() else {
                         continue;
                     };
-                    if data.get(start..).is_some_and(|s| s.starts_with(b".go.buildinfo\0")) {
+                    if data
+                        .get(start..)
+                        .is_some_and(|s| s.starts_with(b".go.buildinfo\0"))
+                    {
                         buildinfo_section = Some(offset);
                         break;
                     }
@@ -555,15 +642,27 @@ impl Reader<'_> {
     }
     fn u16(&self, at: usize) -> Option<u16> {
         let b = self.bytes::<2>(at)?;
-        Some(if self.big { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) })
+        Some(if self.big {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        })
     }
     fn u32(&self, at: usize) -> Option<u32> {
         let b = self.bytes::<4>(at)?;
-        Some(if self.big { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
+        Some(if self.big {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
     }
     fn u64(&self, at: usize) -> Option<u64> {
         let b = self.bytes::<8>(at)?;
-        Some(if self.big { u64::from_be_bytes(b) } else { u64::from_le_bytes(b) })
+        Some(if self.big {
+            u64::from_be_bytes(b)
+        } else {
+            u64::from_le_bytes(b)
+        })
     }
 }
 
@@ -692,7 +791,10 @@ mod tests {
     }
 
     fn summary(info: &GoBuildInfo) -> Vec<String> {
-        packages(info, "app").iter().map(|p| format!("{}@{}", p.name, p.version)).collect()
+        packages(info, "app")
+            .iter()
+            .map(|p| format!("{}@{}", p.name, p.version))
+            .collect()
     }
 
     const WANT: [&str; 4] = [
@@ -711,9 +813,14 @@ mod tests {
             assert_eq!(summary(&info), WANT);
             for chunk in [7, 4096, 1 << 20] {
                 let mut scratch = Vec::new();
-                let got = sniff_executable(&mut Trickle(&bin, chunk), bin.len() as u64, &mut scratch, 1 << 30)
-                    .unwrap()
-                    .expect("sniffed");
+                let got = sniff_executable(
+                    &mut Trickle(&bin, chunk),
+                    bin.len() as u64,
+                    &mut scratch,
+                    1 << 30,
+                )
+                .unwrap()
+                .expect("sniffed");
                 assert_eq!(got, info, "note {note} chunk {chunk}");
             }
         }
@@ -726,12 +833,24 @@ mod tests {
         assert_eq!(info.go_version, "go1.15.2");
         assert!(summary(&info).contains(&"stdlib@1.15.2".to_string()));
         let mut scratch = Vec::new();
-        let got = sniff_executable(&mut Trickle(&bin, 100), bin.len() as u64, &mut scratch, 1 << 30).unwrap();
+        let got = sniff_executable(
+            &mut Trickle(&bin, 100),
+            bin.len() as u64,
+            &mut scratch,
+            1 << 30,
+        )
+        .unwrap();
         assert_eq!(got, Some(info));
         // Without the note the old format cannot be read from a stream.
         let bin = synthetic_executable("go1.15.2", MODINFO, false, false);
         assert!(read_buildinfo(&bin).is_some());
-        let got = sniff_executable(&mut Trickle(&bin, 100), bin.len() as u64, &mut scratch, 1 << 30).unwrap();
+        let got = sniff_executable(
+            &mut Trickle(&bin, 100),
+            bin.len() as u64,
+            &mut scratch,
+            1 << 30,
+        )
+        .unwrap();
         assert_eq!(got, None);
     }
 
@@ -739,12 +858,18 @@ mod tests {
     fn not_go() {
         let mut scratch = Vec::new();
         let text = b"#!/bin/sh\necho hi\n";
-        assert_eq!(sniff_executable(&mut &text[..], text.len() as u64, &mut scratch, 1 << 20).unwrap(), None);
+        assert_eq!(
+            sniff_executable(&mut &text[..], text.len() as u64, &mut scratch, 1 << 20).unwrap(),
+            None
+        );
         let mut elf = synthetic_executable("go1.20", "", true, false);
         let at = elf.len() - 0x200 - 64;
         elf.truncate(at - (at % 0x1000)); // cut off the data segment: only the decoy remains
         assert_eq!(read_buildinfo(&elf), None);
-        assert_eq!(sniff_executable(&mut &elf[..], elf.len() as u64, &mut scratch, 0).unwrap(), None);
+        assert_eq!(
+            sniff_executable(&mut &elf[..], elf.len() as u64, &mut scratch, 0).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -752,7 +877,10 @@ mod tests {
         assert_eq!(stdlib_version("go1.21.5").as_deref(), Some("1.21.5"));
         assert_eq!(stdlib_version("go1.20").as_deref(), Some("1.20.0"));
         assert_eq!(stdlib_version("go1.21rc2").as_deref(), Some("1.21.0-rc.2"));
-        assert_eq!(stdlib_version("go1.22.1 X:boringcrypto").as_deref(), Some("1.22.1"));
+        assert_eq!(
+            stdlib_version("go1.22.1 X:boringcrypto").as_deref(),
+            Some("1.22.1")
+        );
         assert_eq!(stdlib_version("devel go1.23-abc"), None);
     }
 

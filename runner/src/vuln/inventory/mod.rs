@@ -198,7 +198,12 @@ fn parse(kind: Kind, text: &str, path: &str) -> Result<Vec<Package>, ParseError>
 
 fn finish(inv: &mut Inventory) {
     inv.packages.sort_by(|a, b| {
-        (a.ecosystem, &a.name, &a.version, &a.location).cmp(&(b.ecosystem, &b.name, &b.version, &b.location))
+        (a.ecosystem, &a.name, &a.version, &a.location).cmp(&(
+            b.ecosystem,
+            &b.name,
+            &b.version,
+            &b.location,
+        ))
     });
     inv.packages.dedup();
 }
@@ -269,7 +274,7 @@ pub fn scan_dependencies(dir: &Path) -> Result<Inventory, InventoryError> {
             }
         }
     }
-    files.sort();
+    files.sort_by(|a, b| a.0.cmp(&b.0));
     for (rel, path, kind) in files {
         let bytes = std::fs::read(&path).map_err(|source| InventoryError::Io {
             path: path.clone(),
@@ -335,8 +340,14 @@ mod tests {
     #[test]
     fn lock_files() {
         assert_eq!(lock_kind("requirements.txt"), Some(LockKind::Requirements));
-        assert_eq!(lock_kind("a/requirements-dev.txt"), Some(LockKind::Requirements));
-        assert_eq!(lock_kind("requirements/base.txt"), Some(LockKind::Requirements));
+        assert_eq!(
+            lock_kind("a/requirements-dev.txt"),
+            Some(LockKind::Requirements)
+        );
+        assert_eq!(
+            lock_kind("requirements/base.txt"),
+            Some(LockKind::Requirements)
+        );
         assert_eq!(lock_kind("notes.txt"), None);
         assert_eq!(lock_kind("svc/go.mod"), Some(LockKind::GoMod));
         assert_eq!(lock_kind("go.sum"), None);
@@ -346,14 +357,26 @@ mod tests {
     fn tree_inventory_sets_release_and_layer() {
         let mut t = FileTree::new();
         let layer: std::sync::Arc<str> = "sha256:l1".into();
-        t.insert("usr/lib/os-release", None, Node::File(b"ID=debian\nVERSION_ID=\"12\"\n".to_vec()));
-        t.insert("etc/os-release", None, Node::Symlink("../usr/lib/os-release".into()));
+        t.insert(
+            "usr/lib/os-release",
+            None,
+            Node::File(b"ID=debian\nVERSION_ID=\"12\"\n".to_vec()),
+        );
+        t.insert(
+            "etc/os-release",
+            None,
+            Node::Symlink("../usr/lib/os-release".into()),
+        );
         t.insert(
             "var/lib/dpkg/status",
             Some(layer.clone()),
             Node::File(b"Package: zlib1g\nStatus: install ok installed\nSource: zlib\nVersion: 1:1.2.13.dfsg-1\n".to_vec()),
         );
-        t.insert("site/x-1.dist-info/METADATA", None, Node::File(b"garbage".to_vec()));
+        t.insert(
+            "site/x-1.dist-info/METADATA",
+            None,
+            Node::File(b"garbage".to_vec()),
+        );
         let inv = inventory(&t);
         assert_eq!(inv.os.as_ref().unwrap().id, "debian");
         assert_eq!(inv.packages.len(), 1);

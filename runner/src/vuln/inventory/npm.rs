@@ -96,7 +96,10 @@ mod tests {
     use super::*;
 
     fn names(p: &[Package]) -> Vec<String> {
-        let mut v: Vec<String> = p.iter().map(|p| format!("{}@{}", p.name, p.version)).collect();
+        let mut v: Vec<String> = p
+            .iter()
+            .map(|p| format!("{}@{}", p.name, p.version))
+            .collect();
         v.sort();
         v
     }
@@ -111,7 +114,12 @@ mod tests {
         let p = parse_package_lock(text, "package-lock.json").unwrap();
         assert_eq!(
             names(&p),
-            ["@scope/real@2.0.0", "a@1.0.0", "lodash@4.17.4", "minimist@0.0.8"]
+            [
+                "@scope/real@2.0.0",
+                "a@1.0.0",
+                "lodash@4.17.4",
+                "minimist@0.0.8"
+            ]
         );
     }
 
@@ -126,14 +134,21 @@ mod tests {
             "node_modules/al":{"name":"real","version":"2.0.0"},
             "node_modules/g":{"version":"git+ssh://git@example.invalid/g.git#abc"}}}"#;
         let p = parse_package_lock(text, "package-lock.json").unwrap();
-        assert_eq!(names(&p), ["@s/b@1.2.3-beta.1", "lodash@4.17.4", "real@2.0.0"]);
+        assert_eq!(
+            names(&p),
+            ["@s/b@1.2.3-beta.1", "lodash@4.17.4", "real@2.0.0"]
+        );
     }
 
     #[test]
     fn package_json() {
         let p = parse_package_json(r#"{"name":"@s/x","version":"1.0.0"}"#, "l").unwrap();
         assert_eq!(p.unwrap().name, "@s/x");
-        assert!(parse_package_json(r#"{"type":"module"}"#, "l").unwrap().is_none());
+        assert!(
+            parse_package_json(r#"{"type":"module"}"#, "l")
+                .unwrap()
+                .is_none()
+        );
         assert!(parse_package_json("{", "l").is_err());
     }
 }

@@ -48,7 +48,10 @@ impl OsRelease {
     /// must not be matched against Debian's or Alpine's advisories by release.
     pub fn advisory_release(&self) -> Option<String> {
         match self.id.as_str() {
-            "debian" => self.version_id.clone().or_else(|| self.version_codename.clone()),
+            "debian" => self
+                .version_id
+                .clone()
+                .or_else(|| self.version_codename.clone()),
             "alpine" => {
                 let v = self.version_id.as_deref()?;
                 let mut parts = v.split(['.', '_']);

@@ -247,6 +247,9 @@ lock-version = "2.0"
 "#;
         let p = parse_poetry_lock(text, "poetry.lock").unwrap();
         assert_eq!(p.len(), 1);
-        assert_eq!((p[0].name.as_str(), p[0].version.as_str()), ("django", "3.2.1"));
+        assert_eq!(
+            (p[0].name.as_str(), p[0].version.as_str()),
+            ("django", "3.2.1")
+        );
     }
 }

@@ -37,7 +37,8 @@ impl DpkgVersion {
         let (epoch, rest) = match v.split_once(':') {
             None => (0, v),
             Some((e, rest)) => {
-                if e.is_empty() {
+                // dpkg reads the epoch with strtol: no leading digit at all is "empty".
+                if !e.starts_with(|c: char| c.is_ascii_digit()) {
                     return Err(err("epoch in version is empty"));
                 }
                 if !e.bytes().all(|b| b.is_ascii_digit()) {
@@ -223,7 +224,8 @@ mod tests {
         let e = |s: &str| DpkgVersion::parse(s).unwrap_err().reason;
         assert_eq!(e(""), "version string is empty");
         assert_eq!(e("1.0 2"), "version string has embedded spaces");
-        assert_eq!(e("a:1.0"), "epoch in version is not number");
+        assert_eq!(e("a:1.0"), "epoch in version is empty");
+        assert_eq!(e("1a:1.0"), "epoch in version is not number");
         assert_eq!(e(":1.0"), "epoch in version is empty");
         assert_eq!(e("1:"), "nothing after colon in version number");
         assert_eq!(e("99999999999:1"), "epoch in version is too big");
