@@ -122,10 +122,10 @@ fn status_versions(path: &Path) -> Vec<String> {
     for line in text.lines() {
         if let Some(v) = line.strip_prefix("Version:") {
             set.insert(v.trim().to_string());
-        } else if let Some(src) = line.strip_prefix("Source:") {
-            if let Some((_, v)) = src.split_once('(') {
-                set.insert(v.trim_end_matches(')').trim().to_string());
-            }
+        } else if let Some(src) = line.strip_prefix("Source:")
+            && let Some((_, v)) = src.split_once('(')
+        {
+            set.insert(v.trim_end_matches(')').trim().to_string());
         }
     }
     set.into_iter().collect()

@@ -4,7 +4,7 @@
 //! The save format lists layers in no useful order (Docker tars its export directory
 //! lexically, so `<v1-id>/layer.tar` entries come in hash order and `manifest.json` near the
 //! end). Rather than spooling layers to disk or exporting twice, each layer is read once, as
-//! it streams by, into a small [`LayerDelta`]: the files the analyzers want (by path, see
+//! it streams by, into a small `LayerDelta`: the files the analyzers want (by path, see
 //! [`inventory::wanted`](super::inventory::wanted)), the build information of Go executables,
 //! its whiteouts and opaque directories, and 64-bit hashes of every path it writes. When the
 //! manifest and config have been seen, the deltas are merged bottom-up in manifest order with
@@ -297,7 +297,10 @@ impl LayerDelta {
 }
 
 /// Reads one layer tar (plain or gzip) entry by entry.
-fn read_layer<R: Read>(reader: R, scratch: &mut Vec<u8>) -> Result<LayerDelta, ImageError> {
+fn read_layer<R: Read>(
+    reader: R,
+    scratch: &mut inventory::ExecScratch,
+) -> Result<LayerDelta, ImageError> {
     let mut delta = LayerDelta::default();
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries()? {
@@ -390,22 +393,23 @@ fn classify_entry<R: Read>(entry: &tar::Entry<'_, R>, path: &str, delta: &mut La
             }
         }
     } else if kind.is_symlink() {
-        if wanted || path.split('/').count() <= SHALLOW_SYMLINK_DEPTH {
-            if let Some(target) = entry.link_name_bytes() {
-                let target = String::from_utf8_lossy(&target).into_owned();
-                delta.files.push((path.to_string(), Node::Symlink(target)));
-            }
+        if (wanted || path.split('/').count() <= SHALLOW_SYMLINK_DEPTH)
+            && let Some(target) = entry.link_name_bytes()
+        {
+            let target = String::from_utf8_lossy(&target).into_owned();
+            delta.files.push((path.to_string(), Node::Symlink(target)));
         }
-    } else if kind.is_hard_link() && wanted {
-        if let Some(target) = entry.link_name_bytes() {
-            let target = normalize(&String::from_utf8_lossy(&target)).to_string();
-            match delta.files.iter().rev().find(|(p, _)| *p == target) {
-                Some((_, node)) => {
-                    let node = node.clone();
-                    delta.files.push((path.to_string(), node));
-                }
-                None => delta.hardlinks.push((path.to_string(), target)),
+    } else if kind.is_hard_link()
+        && wanted
+        && let Some(target) = entry.link_name_bytes()
+    {
+        let target = normalize(&String::from_utf8_lossy(&target)).to_string();
+        match delta.files.iter().rev().find(|(p, _)| *p == target) {
+            Some((_, node)) => {
+                let node = node.clone();
+                delta.files.push((path.to_string(), node));
             }
+            None => delta.hardlinks.push((path.to_string(), target)),
         }
     }
     Step::Next
@@ -475,7 +479,7 @@ impl Gathered {
 
 fn gather<R: Read>(reader: R) -> Result<Gathered, ImageError> {
     let mut g = Gathered::default();
-    let mut scratch = Vec::new();
+    let mut scratch = inventory::ExecScratch::default();
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries()? {
         let mut entry = entry?;
@@ -520,14 +524,13 @@ fn gather<R: Read>(reader: R) -> Result<Gathered, ImageError> {
             g.layers.push(delta);
         } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
             g.unsupported.insert(path, "zstd-compressed");
-        } else if head.trim_ascii_start().starts_with(b"{")
-            || head.trim_ascii_start().starts_with(b"[")
+        } else if (head.trim_ascii_start().starts_with(b"{")
+            || head.trim_ascii_start().starts_with(b"["))
+            && size <= MAX_JSON
         {
-            if size <= MAX_JSON {
-                let mut content = head.to_vec();
-                entry.read_to_end(&mut content)?;
-                g.json.insert(path, content);
-            }
+            let mut content = head.to_vec();
+            entry.read_to_end(&mut content)?;
+            g.json.insert(path, content);
         }
     }
     Ok(g)

@@ -11,11 +11,12 @@ pub fn parse_installed(text: &str, location: &str) -> Result<Vec<Package>, Parse
     let mut out = Vec::new();
     let (mut name, mut version, mut origin) = (None::<&str>, None::<&str>, None::<&str>);
     let mut any = false;
-    let mut flush = |name: &mut Option<&str>,
-                     version: &mut Option<&str>,
-                     origin: &mut Option<&str>| {
-        if let (Some(n), Some(v)) = (name.take(), version.take()) {
-            if !n.is_empty() && !v.is_empty() {
+    let mut flush =
+        |name: &mut Option<&str>, version: &mut Option<&str>, origin: &mut Option<&str>| {
+            if let (Some(n), Some(v)) = (name.take(), version.take())
+                && !n.is_empty()
+                && !v.is_empty()
+            {
                 out.push(Package {
                     ecosystem: Ecosystem::Alpine,
                     name: n.to_string(),
@@ -27,11 +28,10 @@ pub fn parse_installed(text: &str, location: &str) -> Result<Vec<Package>, Parse
                     layer: None,
                 });
             }
-        }
-        *name = None;
-        *version = None;
-        *origin = None;
-    };
+            *name = None;
+            *version = None;
+            *origin = None;
+        };
     for (n, raw) in text.split('\n').enumerate() {
         let line = raw.strip_suffix('\r').unwrap_or(raw);
         if line.is_empty() {

@@ -35,10 +35,10 @@ pub fn parse_status(
     for (n, raw) in text.split('\n').enumerate() {
         let line = raw.strip_suffix('\r').unwrap_or(raw);
         if line.trim().is_empty() {
-            if para.any {
-                if let Some(p) = finish(&para, location, status_d)? {
-                    out.push(p);
-                }
+            if para.any
+                && let Some(p) = finish(&para, location, status_d)?
+            {
+                out.push(p);
             }
             para = Paragraph::default();
             continue;
@@ -72,10 +72,10 @@ pub fn parse_status(
             para.source = Some(value);
         }
     }
-    if para.any {
-        if let Some(p) = finish(&para, location, status_d)? {
-            out.push(p);
-        }
+    if para.any
+        && let Some(p) = finish(&para, location, status_d)?
+    {
+        out.push(p);
     }
     Ok(out)
 }

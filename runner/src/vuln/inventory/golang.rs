@@ -56,7 +56,7 @@ fn find_in(bin: &[u8], start: usize, end: usize, elf: Option<&Elf<'_>>) -> Optio
     while let Some(i) = finder.find(&window[from..]) {
         let p = from + i;
         from = p + 1;
-        if p as u64 % ALIGN != 0 || window.len() - p < HEADER_LEN {
+        if !(p as u64).is_multiple_of(ALIGN) || window.len() - p < HEADER_LEN {
             continue;
         }
         let hdr = &window[p..];
@@ -196,23 +196,25 @@ pub fn has_go_note(head: &[u8]) -> bool {
 pub fn sniff_executable<R: Read>(
     r: &mut R,
     size: u64,
-    scratch: &mut Vec<u8>,
+    scratch: &mut ExecScratch,
     max_whole: u64,
 ) -> io::Result<Option<GoBuildInfo>> {
-    scratch.clear();
     let head = size.min(16 * 1024) as usize;
-    read_append(r, scratch, head)?;
-    if scratch.len() < 64 || !scratch.starts_with(b"\x7fELF") {
+    let whole = &mut scratch.whole;
+    ensure_len(whole, head);
+    let got = read_full(r, &mut whole[..head])?;
+    let head = &whole[..got];
+    if got < 64 || !head.starts_with(b"\x7fELF") {
         return Ok(None);
     }
-    if has_go_note(scratch) && size <= max_whole {
-        let rest = size - scratch.len() as u64;
-        scratch.reserve(rest as usize);
-        r.take(rest).read_to_end(scratch)?;
-        return Ok(read_buildinfo(scratch));
+    if has_go_note(head) && size <= max_whole {
+        let size = size as usize;
+        ensure_len(whole, size);
+        let got = got + read_full(r, &mut whole[got..size])?;
+        return Ok(read_buildinfo(&whole[..got]));
     }
     // Writable, non-executable segments, from the program headers in the first bytes.
-    let mut regions: Vec<(u64, u64)> = Elf::parse(scratch)
+    let mut regions: Vec<(u64, u64)> = Elf::parse(head)
         .map(|elf| {
             elf.loads
                 .iter()
@@ -225,9 +227,11 @@ pub fn sniff_executable<R: Read>(
     if regions.is_empty() {
         regions.push((0, size)); // no usable program headers: the whole file
     }
+    scratch.window.clear();
+    scratch.window.extend_from_slice(head);
     let mut scan = Scan {
         r,
-        buf: scratch,
+        buf: &mut scratch.window,
         base: 0,
     };
     for (start, end) in regions {
@@ -237,6 +241,36 @@ pub fn sniff_executable<R: Read>(
         }
     }
     Ok(None)
+}
+
+/// Reusable buffers of [`sniff_executable`], so that scanning thousands of executables
+/// allocates (and zero-fills) memory only when a larger one comes along.
+#[derive(Debug, Default)]
+pub struct ExecScratch {
+    /// Whole Go executables; its length only grows, so the memory stays initialised.
+    whole: Vec<u8>,
+    /// The sliding window of the segment scan.
+    window: Vec<u8>,
+}
+
+fn ensure_len(buf: &mut Vec<u8>, n: usize) {
+    if buf.len() < n {
+        buf.resize(n, 0);
+    }
+}
+
+/// Reads until `buf` is full or the stream ends; returns how many bytes were read.
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(k) => filled += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// A forward-only window on a stream: `buf` holds the bytes from absolute offset `base`.
@@ -282,7 +316,7 @@ impl<R: Read> Scan<'_, R> {
                 if at >= end {
                     break;
                 }
-                if at % ALIGN != 0 {
+                if !at.is_multiple_of(ALIGN) {
                     continue;
                 }
                 match decode_inline(&self.buf[p..]) {
@@ -577,25 +611,26 @@ impl<'a> Elf<'a> {
             }
         };
         let mut buildinfo_section = None;
-        if shoff != 0 && shnum != 0 {
-            if let Some((_, strtab, strsize)) = section(u64::from(shstrndx)) {
-                for i in 0..u64::from(shnum) {
-                    let Some((name, offset, _)) = section(i) else {
-                        break;
-                    };
-                    if u64::from(name) >= strsize {
-                        continue;
-                    }
-                    let Some(start) = usize::try_from(strtab + u64::from(name)).ok() else {
-                        continue;
-                    };
-                    if data
-                        .get(start..)
-                        .is_some_and(|s| s.starts_with(b".go.buildinfo\0"))
-                    {
-                        buildinfo_section = Some(offset);
-                        break;
-                    }
+        if shoff != 0
+            && shnum != 0
+            && let Some((_, strtab, strsize)) = section(u64::from(shstrndx))
+        {
+            for i in 0..u64::from(shnum) {
+                let Some((name, offset, _)) = section(i) else {
+                    break;
+                };
+                if u64::from(name) >= strsize {
+                    continue;
+                }
+                let Some(start) = usize::try_from(strtab + u64::from(name)).ok() else {
+                    continue;
+                };
+                if data
+                    .get(start..)
+                    .is_some_and(|s| s.starts_with(b".go.buildinfo\0"))
+                {
+                    buildinfo_section = Some(offset);
+                    break;
                 }
             }
         }
@@ -812,7 +847,7 @@ mod tests {
             assert_eq!(info.go_version, "go1.16.3");
             assert_eq!(summary(&info), WANT);
             for chunk in [7, 4096, 1 << 20] {
-                let mut scratch = Vec::new();
+                let mut scratch = ExecScratch::default();
                 let got = sniff_executable(
                     &mut Trickle(&bin, chunk),
                     bin.len() as u64,
@@ -832,7 +867,7 @@ mod tests {
         let info = read_buildinfo(&bin).expect("buildinfo");
         assert_eq!(info.go_version, "go1.15.2");
         assert!(summary(&info).contains(&"stdlib@1.15.2".to_string()));
-        let mut scratch = Vec::new();
+        let mut scratch = ExecScratch::default();
         let got = sniff_executable(
             &mut Trickle(&bin, 100),
             bin.len() as u64,
@@ -856,7 +891,7 @@ mod tests {
 
     #[test]
     fn not_go() {
-        let mut scratch = Vec::new();
+        let mut scratch = ExecScratch::default();
         let text = b"#!/bin/sh\necho hi\n";
         assert_eq!(
             sniff_executable(&mut &text[..], text.len() as u64, &mut scratch, 1 << 20).unwrap(),
