@@ -137,6 +137,8 @@ enum ScanCommand {
     /// Judge Kubernetes manifests against the Pod Security Standards and hygiene checks
     /// (exit 1 on findings).
     Manifests(cli::manifests::ScanManifestsArgs),
+    /// Match an image's packages against the vulnerability database (exit 1 on findings).
+    Image(cli::image::ScanImageArgs),
 }
 
 fn main() -> ExitCode {
@@ -157,6 +159,9 @@ fn main() -> ExitCode {
         Command::Scan {
             command: ScanCommand::Manifests(args),
         } => cli::manifests::execute_manifests(args),
+        Command::Scan {
+            command: ScanCommand::Image(args),
+        } => cli::image::execute_image(args),
         Command::VersionCompare { ecosystem, a, b } => {
             cli::vuln::version_compare(&ecosystem, &a, &b)
         }

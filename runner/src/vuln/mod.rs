@@ -16,6 +16,7 @@ pub mod inventory;
 pub mod matcher;
 pub mod osv;
 pub mod sbom;
+pub mod scan;
 pub mod severity;
 pub mod version;
 
