@@ -335,9 +335,9 @@ stages:
     kind: test
     image: {image}
     commands: [true]
-  - name: image
-    kind: build
-    build: {{ context: ., tag: "app:${{MOAT_COMMIT}}" }}
+  - name: ship
+    kind: deploy
+    deploy: {{ target: docker, image: "app:1", port: 8080 }}
 "#
     );
     let repo = repo(
@@ -346,7 +346,7 @@ stages:
     );
     let out = run(repo.path(), &[]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    let (status, detail) = summary_row(&text(&out.stdout), "image");
+    let (status, detail) = summary_row(&text(&out.stdout), "ship");
     assert_eq!(status, "failed");
     assert!(detail.contains("not supported yet"), "{detail}");
 

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{Engine, Observer, StageResult, StageStatus};
+use crate::engine::{Engine, Observer, StageInput, StageResult, StageStatus};
 use crate::logs::StreamKind;
 use crate::protocol::*;
 
@@ -357,6 +357,7 @@ impl Agent {
             exit_code: result.exit_code,
             reason: result.reason.clone(),
             duration_ms: started.elapsed().as_millis() as u64,
+            outputs: result.outputs.clone(),
         };
         // The coordinator may be down for a while (restart): keep the result until it is back,
         // for as long as the lease could still be honoured after a restart.
@@ -401,6 +402,7 @@ impl Agent {
                 exit_code: None,
                 reason: Some(msg),
                 duration: Duration::ZERO,
+                outputs: serde_json::Value::Null,
             }
         };
         let docker_run = self.docker_run_id(job.run_id);
@@ -408,26 +410,30 @@ impl Agent {
             Ok(h) => h,
             Err(e) => return fail(e.to_string()),
         };
-        if let Some(image) = stage.image.as_deref()
-            && fetch
-        {
+        if fetch {
             let archive = match self.client.get_bytes(&paths::workspace(job.job_id)).await {
                 Ok(a) => a,
                 Err(e) => return fail(format!("cannot fetch the workspace: {e}")),
             };
-            if let Err(e) = self.engine.upload_workspace(&handle, image, archive).await {
+            if let Err(e) = self.engine.upload_workspace(&handle, archive).await {
                 return fail(e.to_string());
             }
         }
         let result = self
             .engine
-            .run_stage(&handle, stage, &job.secrets.0, &*observer, cancel)
+            .run_stage(
+                &handle,
+                stage,
+                &StageInput {
+                    secrets: job.secrets.0.clone(),
+                    upstream: job.upstream.clone(),
+                },
+                &*observer,
+                cancel,
+            )
             .await;
-        if result.status == StageStatus::Passed
-            && job.has_dependants
-            && let Some(image) = stage.image.as_deref()
-        {
-            match self.engine.export_workspace(&handle, image).await {
+        if result.status == StageStatus::Passed && job.has_dependants {
+            match self.engine.export_workspace(&handle).await {
                 Ok(tar) => {
                     if let Err(e) = self
                         .client

@@ -23,6 +23,9 @@ use crate::error::EngineError;
 use crate::logs::{LineSplitter, StreamKind, fmt_duration, fmt_size};
 use crate::mask::{MaskStream, Masker};
 
+/// The layer-less image whose never-started containers carry workspaces in and out.
+pub const SEED_IMAGE: &str = "moat/seed:1";
+
 /// Where the workspace volume is mounted in every stage container.
 pub const WORKSPACE: &str = "/workspace";
 
@@ -53,6 +56,9 @@ pub struct EngineConfig {
     pub max_line: usize,
     /// How long a service may take to become healthy or to open its exposed ports.
     pub service_ready_timeout: Duration,
+    /// The vulnerability database directory scan stages use (OSV records, see `moat db
+    /// update`).
+    pub vuln_db: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -66,6 +72,7 @@ impl Default for EngineConfig {
             log_limit: 16 << 20,
             max_line: 64 << 10,
             service_ready_timeout: Duration::from_secs(60),
+            vuln_db: None,
         }
     }
 }
@@ -98,6 +105,41 @@ pub struct StageResult {
     /// Why it failed or was skipped, in words for the user.
     pub reason: Option<String>,
     pub duration: Duration,
+    /// What the stage produced for later stages and the record: a build's image (id, tag,
+    /// digest), a scan's verdict and findings. `Null` for most stages.
+    pub outputs: serde_json::Value,
+}
+
+/// What a stage gets besides its plan.
+#[derive(Debug, Clone, Default)]
+pub struct StageInput {
+    /// The secrets granted to it, as (name, value).
+    pub secrets: Vec<(String, String)>,
+    /// The outputs of the stages it needs (transitively), as (stage name, outputs).
+    pub upstream: Vec<(String, serde_json::Value)>,
+}
+
+/// How a stage ended, before timing is added.
+pub(crate) struct Outcome {
+    pub status: StageStatus,
+    pub exit_code: Option<i64>,
+    pub reason: Option<String>,
+    pub outputs: serde_json::Value,
+}
+
+impl Outcome {
+    pub fn new(status: StageStatus, exit_code: Option<i64>, reason: Option<String>) -> Self {
+        Outcome {
+            status,
+            exit_code,
+            reason,
+            outputs: serde_json::Value::Null,
+        }
+    }
+
+    pub fn failed(reason: impl Into<String>) -> Self {
+        Self::new(StageStatus::Failed, None, Some(reason.into()))
+    }
 }
 
 impl StageResult {
@@ -107,6 +149,7 @@ impl StageResult {
             exit_code: None,
             reason: Some(reason.into()),
             duration: Duration::ZERO,
+            outputs: serde_json::Value::Null,
         }
     }
 }
@@ -133,6 +176,9 @@ pub struct Engine {
     /// Serialises creating a run's network: the engine accepts two networks with one name, and
     /// parallel jobs of a run would otherwise both create it.
     resources: tokio::sync::Mutex<()>,
+    seed: tokio::sync::OnceCell<()>,
+    /// Loaded on first use, then shared by every scan.
+    vuln_db: tokio::sync::OnceCell<Result<std::sync::Arc<crate::vuln::db::Database>, String>>,
 }
 
 /// Single-quotes a string for `sh`, so a command can be echoed verbatim before it runs.
@@ -168,6 +214,8 @@ impl Engine {
             config,
             owner: Owner::current(),
             resources: tokio::sync::Mutex::new(()),
+            seed: tokio::sync::OnceCell::new(),
+            vuln_db: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -183,19 +231,83 @@ impl Engine {
         &self.owner
     }
 
+    /// The vulnerability database, loaded once; the error says how to get one.
+    pub async fn vuln_db(&self) -> Result<std::sync::Arc<crate::vuln::db::Database>, String> {
+        self.vuln_db
+            .get_or_init(|| async {
+                let Some(dir) = self.config.vuln_db.clone() else {
+                    return Err("no vulnerability database is configured (--vuln-db DIR)".to_string());
+                };
+                let shown = dir.display().to_string();
+                tokio::task::spawn_blocking(move || crate::vuln::db::Database::load(&dir))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map(std::sync::Arc::new)
+                    .map_err(|e| {
+                        format!(
+                            "no usable vulnerability database at {shown} ({e}); run `moat db update --db {shown}`"
+                        )
+                    })
+            })
+            .await
+            .clone()
+    }
+
     /// Creates the run's network and workspace volume and fills the volume with `workspace`
     /// (a tar archive). `seed_image` is any image present locally; a container of it is created,
     /// never started, only to receive the archive.
     pub async fn prepare_run(
         &self,
         run_id: &str,
-        seed_image: &str,
         workspace: Vec<u8>,
     ) -> Result<RunHandle, EngineError> {
         let handle = self.ensure_run_resources(run_id).await?;
-        self.upload_workspace(&handle, seed_image, workspace)
-            .await?;
+        self.upload_workspace(&handle, workspace).await?;
         Ok(handle)
+    }
+
+    /// `moat/seed:1`: an image without layers, built locally once (no registry involved). Its
+    /// containers are never started; they only give the engine's archive API a handle on a
+    /// run's workspace volume.
+    pub async fn ensure_seed_image(&self) -> Result<(), EngineError> {
+        self.seed
+            .get_or_try_init(|| async {
+                if self.docker.inspect_image(SEED_IMAGE).await.is_ok() {
+                    return Ok(());
+                }
+                let dockerfile = b"FROM scratch\nLABEL moat.seed=\"1\"\n";
+                let mut tar = tar::Builder::new(Vec::new());
+                let mut h = tar::Header::new_gnu();
+                h.set_size(dockerfile.len() as u64);
+                h.set_mode(0o644);
+                h.set_cksum();
+                tar.append_data(&mut h, "Dockerfile", &dockerfile[..])
+                    .map_err(|e| EngineError::Workspace(e.to_string()))?;
+                let context = tar
+                    .into_inner()
+                    .map_err(|e| EngineError::Workspace(e.to_string()))?;
+                let options = bollard::query_parameters::BuildImageOptionsBuilder::default()
+                    .dockerfile("Dockerfile")
+                    .t(SEED_IMAGE)
+                    .rm(true)
+                    .build();
+                let mut stream = self.docker.build_image(
+                    options,
+                    None,
+                    Some(bollard::body_full(context.into())),
+                );
+                while let Some(item) = stream.next().await {
+                    let info = item?;
+                    if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                        return Err(EngineError::Workspace(format!(
+                            "cannot build the seed image: {e}"
+                        )));
+                    }
+                }
+                Ok(())
+            })
+            .await
+            .map(|_| ())
     }
 
     /// The run's network and workspace volume, created when missing (runners call this for
@@ -243,18 +355,14 @@ impl Engine {
 
     /// A container of `seed_image` with the workspace mounted, created but never started: the
     /// engine's archive API reads and writes volumes through it.
-    async fn seed_container(
-        &self,
-        run: &RunHandle,
-        seed_image: &str,
-    ) -> Result<String, EngineError> {
-        ensure_image(&self.docker, seed_image).await?;
+    async fn seed_container(&self, run: &RunHandle) -> Result<String, EngineError> {
+        self.ensure_seed_image().await?;
         let seed = self
             .docker
             .create_container(
                 None::<bollard::query_parameters::CreateContainerOptions>,
                 ContainerCreateBody {
-                    image: Some(seed_image.to_string()),
+                    image: Some(SEED_IMAGE.to_string()),
                     entrypoint: Some(vec!["/bin/true".to_string()]),
                     labels: Some(labels(&self.owner, &run.run_id, None)),
                     network_disabled: Some(true),
@@ -274,10 +382,9 @@ impl Engine {
     pub async fn upload_workspace(
         &self,
         run: &RunHandle,
-        seed_image: &str,
         archive: Vec<u8>,
     ) -> Result<(), EngineError> {
-        let seed = self.seed_container(run, seed_image).await?;
+        let seed = self.seed_container(run).await?;
         let upload = self
             .docker
             .upload_to_container(
@@ -301,12 +408,8 @@ impl Engine {
 
     /// The workspace as a tar archive whose entries are relative to the workspace root, ready
     /// to be uploaded into another run volume.
-    pub async fn export_workspace(
-        &self,
-        run: &RunHandle,
-        seed_image: &str,
-    ) -> Result<Vec<u8>, EngineError> {
-        let seed = self.seed_container(run, seed_image).await?;
+    pub async fn export_workspace(&self, run: &RunHandle) -> Result<Vec<u8>, EngineError> {
+        let seed = self.seed_container(run).await?;
         let mut stream = self.docker.download_from_container(
             &seed,
             Some(
@@ -404,18 +507,19 @@ impl Engine {
     /// Runs one stage to its end and reports how it ended. Never panics on engine errors: they
     /// become a failed result with the reason.
     ///
-    /// `secrets` are the values granted to this stage (name, value): they reach the container as
-    /// environment variables and as files `/run/secrets/NAME` (mode 0400), and every line the
-    /// stage prints — and every message about it — is masked for them.
+    /// `input.secrets` are the values granted to this stage (name, value): they reach the
+    /// container as environment variables and as files `/run/secrets/NAME` (mode 0400), and
+    /// every line the stage prints — and every message about it — is masked for them.
     pub async fn run_stage(
         &self,
         run: &RunHandle,
         stage: &PlannedStage,
-        secrets: &[(String, String)],
+        input: &StageInput,
         observer: &dyn Observer,
         cancel: &CancellationToken,
     ) -> StageResult {
         let started = Instant::now();
+        let secrets = &input.secrets[..];
         let masker = Masker::new(&secrets.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>());
         let masked = Masking {
             inner: observer,
@@ -423,22 +527,24 @@ impl Engine {
         };
         let observer: &dyn Observer = &masked;
         observer.stage_started(stage);
-        let (status, exit_code, reason) = match self
-            .run_stage_inner(run, stage, secrets, &masker, observer, cancel)
+        let outcome = match self
+            .run_stage_inner(run, stage, input, &masker, observer, cancel)
             .await
         {
             Ok(r) => r,
             Err(e) => {
                 let msg = e.to_string();
                 observer.log_line(stage, StreamKind::System, &msg);
-                (StageStatus::Failed, None, Some(msg))
+                Outcome::failed(msg)
             }
         };
+        let status = outcome.status;
         let result = StageResult {
             status,
-            exit_code,
-            reason: reason.map(|r| masker.mask_str(&r)),
+            exit_code: outcome.exit_code,
+            reason: outcome.reason.map(|r| masker.mask_str(&r)),
             duration: started.elapsed(),
+            outputs: outcome.outputs,
         };
         tracing::info!(
             run.id = %run.run_id,
@@ -455,25 +561,32 @@ impl Engine {
         &self,
         run: &RunHandle,
         stage: &PlannedStage,
-        secrets: &[(String, String)],
+        input: &StageInput,
         masker: &Masker,
         observer: &dyn Observer,
         cancel: &CancellationToken,
-    ) -> Result<(StageStatus, Option<i64>, Option<String>), EngineError> {
-        if stage.kind != StageKind::Test {
-            let msg = format!(
-                "stage kind {} is not supported yet by this version of Moat",
-                stage.kind
-            );
-            observer.log_line(stage, StreamKind::System, &msg);
-            return Ok((StageStatus::Failed, None, Some(msg)));
+    ) -> Result<Outcome, EngineError> {
+        let secrets = &input.secrets[..];
+        match stage.kind {
+            StageKind::Test => {}
+            StageKind::Build => {
+                return crate::stages::build(self, run, stage, input, masker, observer, cancel)
+                    .await;
+            }
+            StageKind::Scan => {
+                return crate::stages::scan(self, run, stage, input, observer, cancel).await;
+            }
+            StageKind::Deploy => {
+                let msg = format!(
+                    "stage kind {} is not supported yet by this version of Moat",
+                    stage.kind
+                );
+                observer.log_line(stage, StreamKind::System, &msg);
+                return Ok(Outcome::failed(msg));
+            }
         }
         let Some(image) = stage.image.as_deref() else {
-            return Ok((
-                StageStatus::Failed,
-                None,
-                Some("the stage has no image".to_string()),
-            ));
+            return Ok(Outcome::failed("the stage has no image"));
         };
         ensure_image(&self.docker, image).await?;
 
@@ -481,7 +594,11 @@ impl Engine {
         let result = async {
             for svc in &stage.services {
                 if cancel.is_cancelled() {
-                    return Ok((StageStatus::Cancelled, None, Some("cancelled".to_string())));
+                    return Ok(Outcome::new(
+                        StageStatus::Cancelled,
+                        None,
+                        Some("cancelled".to_string()),
+                    ));
                 }
                 services.push(self.start_service(run, stage, svc, observer).await?);
             }
@@ -550,7 +667,7 @@ impl Engine {
         masker: &Masker,
         observer: &dyn Observer,
         cancel: &CancellationToken,
-    ) -> Result<(StageStatus, Option<i64>, Option<String>), EngineError> {
+    ) -> Result<Outcome, EngineError> {
         let name = format!("moat-{}-{}", run.run_id, stage.name);
         let mut body = self.stage_container_body(run, stage, image);
         if let Some(env) = body.env.as_mut() {
@@ -613,7 +730,7 @@ impl Engine {
         {
             observer.log_line(stage, StreamKind::System, r);
         }
-        Ok((status, code, reason))
+        Ok(Outcome::new(status, code, reason))
     }
 
     /// Starts the container and follows it to its end: streams its output, enforces the

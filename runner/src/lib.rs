@@ -17,10 +17,11 @@ pub mod logs;
 pub mod mask;
 pub mod protocol;
 pub mod scan;
+pub mod stages;
 pub mod vuln;
 pub mod workspace;
 
-pub use engine::{Engine, EngineConfig, Observer, RunHandle, StageResult, StageStatus};
+pub use engine::{Engine, EngineConfig, Observer, RunHandle, StageInput, StageResult, StageStatus};
 pub use error::EngineError;
 pub use local::{RunOptions, RunReport, RunStatus, execute, new_run_id};
 pub use logs::StreamKind;

@@ -9,7 +9,7 @@ use moat_pipelines::Plan;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{Engine, Observer, StageResult, StageStatus};
+use crate::engine::{Engine, Observer, StageInput, StageResult, StageStatus};
 use crate::error::EngineError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,18 +87,13 @@ pub async fn execute(
             results[s.index] = Some(r);
         }
     }
-    let Some(seed) = plan
-        .stages
-        .iter()
-        .filter(|s| s.skip.is_none())
-        .find_map(|s| s.image.clone())
-    else {
-        // Nothing runs in a container: no Docker resources are needed at all.
+    if plan.stages.iter().all(|s| s.skip.is_some()) {
+        // Nothing runs: no Docker resources are needed at all.
         return Ok(finish(run_id, plan, results, started, &cancel, &*observer));
-    };
+    }
 
     let prepared = tokio::select! {
-        r = engine.prepare_run(run_id, &seed, workspace) => r,
+        r = engine.prepare_run(run_id, workspace) => r,
         _ = cancel.cancelled() => Err(EngineError::Workspace("cancelled".to_string())),
     };
     let handle = match prepared {
@@ -177,14 +172,18 @@ pub async fn execute(
                     secrets.clone(),
                 );
                 let stage = s.clone();
+                let upstream = upstream_outputs(plan, &results, s.index);
                 running.spawn(async move {
-                    let granted: Vec<(String, String)> = stage
-                        .secrets
-                        .iter()
-                        .filter_map(|n| secrets.iter().find(|(k, _)| k == n).cloned())
-                        .collect();
+                    let input = StageInput {
+                        secrets: stage
+                            .secrets
+                            .iter()
+                            .filter_map(|n| secrets.iter().find(|(k, _)| k == n).cloned())
+                            .collect(),
+                        upstream,
+                    };
                     let r = engine
-                        .run_stage(&handle, &stage, &granted, &*observer, &cancel)
+                        .run_stage(&handle, &stage, &input, &*observer, &cancel)
                         .await;
                     (stage.index, r)
                 });
@@ -213,7 +212,32 @@ fn not_started() -> StageResult {
         exit_code: None,
         reason: Some("cancelled before it started".to_string()),
         duration: Duration::ZERO,
+        outputs: serde_json::Value::Null,
     }
+}
+
+/// The outputs of everything stage `index` needs, transitively, nearest first.
+fn upstream_outputs(
+    plan: &Plan,
+    results: &[Option<StageResult>],
+    index: usize,
+) -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    let mut seen = vec![false; plan.stages.len()];
+    let mut queue: std::collections::VecDeque<usize> =
+        plan.stages[index].needs.iter().copied().collect();
+    while let Some(i) = queue.pop_front() {
+        if std::mem::replace(&mut seen[i], true) {
+            continue;
+        }
+        if let Some(r) = &results[i]
+            && !r.outputs.is_null()
+        {
+            out.push((plan.stages[i].name.clone(), r.outputs.clone()));
+        }
+        queue.extend(plan.stages[i].needs.iter().copied());
+    }
+    out
 }
 
 fn finish(

@@ -77,6 +77,10 @@ pub struct JobAssignment {
     /// only in the runner's memory, masked in every log line.
     #[serde(default)]
     pub secrets: SecretValues,
+    /// The outputs of the stages this one needs, transitively, as (stage, outputs): a scan
+    /// finds the exact image a build in the same run produced.
+    #[serde(default)]
+    pub upstream: Vec<(String, serde_json::Value)>,
 }
 
 /// Secret values by name. Its `Debug` shows only the names, so an assignment can be logged.
@@ -128,6 +132,9 @@ pub struct CompleteRequest {
     pub exit_code: Option<i64>,
     pub reason: Option<String>,
     pub duration_ms: u64,
+    /// What the stage produced (a build's image, a scan's verdict); `null` for most stages.
+    #[serde(default)]
+    pub outputs: serde_json::Value,
 }
 
 /// The error body of every non-2xx answer of the API.

@@ -80,6 +80,9 @@ pub struct RunArgs {
     /// variable NAME, or is asked for (repeatable). Values are masked in all output.
     #[arg(long = "secret", value_name = "NAME")]
     pub secrets: Vec<String>,
+    /// The vulnerability database scan stages use (see `moat db update`).
+    #[arg(long, env = "MOAT_VULN_DB", default_value = "./moat-data/vulndb")]
+    pub vuln_db: PathBuf,
     /// The secret gate: block the run on credentials in the source, warn, or skip the scan.
     #[arg(long, value_enum, default_value = "block")]
     pub secret_gate: GateArg,
@@ -356,7 +359,10 @@ async fn run(args: RunArgs) -> u8 {
         }
     }
 
-    let mut config = EngineConfig::default();
+    let mut config = EngineConfig {
+        vuln_db: Some(args.vuln_db.clone()),
+        ..EngineConfig::default()
+    };
     if let Some(d) = args.no_output_timeout {
         config.default_no_output_timeout = d;
     }

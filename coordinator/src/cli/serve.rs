@@ -82,6 +82,9 @@ pub struct RunnerArgs {
     /// A CA certificate (PEM) to trust for the coordinator's HTTPS.
     #[arg(long)]
     pub ca_cert: Option<PathBuf>,
+    /// The vulnerability database scan stages use (see `moat db update`).
+    #[arg(long, env = "MOAT_VULN_DB", default_value = "./moat-runner/vulndb")]
+    pub vuln_db: PathBuf,
 }
 
 fn cpus() -> usize {
@@ -265,7 +268,13 @@ async fn up_async(args: UpArgs) -> anyhow::Result<()> {
         Ok(docker) => {
             let token = embedded_runner_token(&app, &args.data_dir, slots).await?;
             let client = agent::Client::new(server::http_client(None)?, &base, &token);
-            let engine = Arc::new(Engine::new(docker, EngineConfig::default()));
+            let engine = Arc::new(Engine::new(
+                docker,
+                EngineConfig {
+                    vuln_db: Some(args.data_dir.join("vulndb")),
+                    ..EngineConfig::default()
+                },
+            ));
             let agent = Agent::new(
                 client,
                 engine,
@@ -329,7 +338,13 @@ async fn runner_async(args: RunnerArgs) -> anyhow::Result<()> {
     let docker = moat_runner::docker::connect().await?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
-    let engine = Arc::new(Engine::new(docker, EngineConfig::default()));
+    let engine = Arc::new(Engine::new(
+        docker,
+        EngineConfig {
+            vuln_db: Some(args.vuln_db.clone()),
+            ..EngineConfig::default()
+        },
+    ));
     let agent = Agent::new(
         agent::Client::new(http, &args.server, &token),
         engine,

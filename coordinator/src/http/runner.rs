@@ -257,6 +257,7 @@ async fn assignment(state: &AppState, c: Claimed) -> ApiResult<JobAssignment> {
         lease_ms: state.config.lease.as_millis() as u64,
         heartbeat_ms: state.config.heartbeat.as_millis() as u64,
         secrets,
+        upstream: Vec::new(),
     })
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, PgPool, Pool, Postgres, Transaction};
+use sqlx::{Connection, PgPool, Postgres, Transaction};
 
 use crate::store::{Result, StoreError};
 
@@ -32,8 +32,8 @@ macro_rules! skip_locked {
         " FOR UPDATE SKIP LOCKED"
     };
 }
-/// A claim that finds nothing may only have skipped locked repositories: try again, waiting.
-const CLAIM_CAN_WAIT: bool = true;
+/// The claim locks its repository first, then claims in a later statement (see `claim_job`).
+const PICK_IN_OWN_STATEMENT: bool = true;
 
 #[path = "shared.rs"]
 mod shared;
@@ -41,6 +41,7 @@ mod shared;
 /// A store on a Postgres server, shareable by several coordinator processes.
 pub struct PgStore {
     pool: PgPool,
+    touched: shared::Touched,
 }
 
 impl PgStore {
@@ -54,7 +55,10 @@ impl PgStore {
             .connect(url)
             .await?;
         sqlx::migrate!("../migrations/postgres").run(&pool).await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            touched: Default::default(),
+        })
     }
 
     /// Closes the pool's connections (tests drop their database afterwards).
@@ -62,8 +66,8 @@ impl PgStore {
         self.pool.close().await;
     }
 
-    fn reader(&self) -> &Pool<Db> {
-        &self.pool
+    async fn reader(&self) -> Result<PoolConnection<Db>> {
+        Ok(self.pool.acquire().await?)
     }
 
     async fn writer(&self) -> Result<PoolConnection<Db>> {

@@ -1,8 +1,8 @@
 //! Every query and the scheduling rules, shared by both backends. This file is compiled once
 //! inside each backend module (`#[path]`), which supplies `Db`, `Conn`, `DbRow`, `Backend`,
-//! `BACKEND_NAME`, `CLAIM_CAN_WAIT`, the fragment macros `for_update!` and `skip_locked!`, the
+//! `BACKEND_NAME`, `PICK_IN_OWN_STATEMENT`, the fragment macros `for_update!` and `skip_locked!`, the
 //! functions `begin_write`, `lock_repo`, `lock_repo_of_job`, `lock_run_logs`, `is_retryable`,
-//! and the methods `reader` (a pool) and `writer` (a connection for writing) on `Backend`.
+//! and the methods `reader` and `writer` (each giving a connection) on `Backend`.
 //!
 //! SQL is written once: `$N` placeholders (SQLite accepts them), `TRUE`/`FALSE`, `RETURNING`
 //! and `ON CONFLICT … DO NOTHING` mean the same in both. Status words appear as literals, not
@@ -21,8 +21,8 @@ use sqlx::{QueryBuilder, Row};
 
 // The fragment macros (`for_update!` …) come from the backend module by textual scope.
 use super::{
-    BACKEND_NAME, Backend, CLAIM_CAN_WAIT, Conn, Db, DbRow, begin_write, is_retryable, lock_repo,
-    lock_repo_of_job, lock_run_logs,
+    BACKEND_NAME, Backend, Conn, Db, DbRow, PICK_IN_OWN_STATEMENT, begin_write, is_retryable,
+    lock_repo, lock_repo_of_job, lock_run_logs,
 };
 use crate::store::{
     AuditEvent, Claimed, Delivery, Expired, Forge, HeartbeatReply, Job, JobCompletion, JobOutcome,
@@ -79,13 +79,6 @@ macro_rules! run_cols {
          r.created_at, r.started_at, r.finished_at"
     };
 }
-/// `run_cols!` without the join, for `RETURNING` (the caller adds `repo_name`).
-macro_rules! run_cols_plain {
-    () => {
-        "id, repo_id, number, status, event, branch, target_branch, tag, commit_sha, trusted, \
-         trigger_kind, actor, reason, created_at, started_at, finished_at"
-    };
-}
 macro_rules! job_cols {
     () => {
         "id, run_id, repo_id, stage_index, name, status, needs, spec, attempt, max_retries, \
@@ -102,6 +95,20 @@ macro_rules! audit_cols {
     () => {
         "id, at_ms, actor, action, run_id, detail"
     };
+}
+
+/// `touch_runner` writes at most once per runner in this window (per store instance).
+const TOUCH_GRAIN_MS: Millis = 1000;
+
+/// When this store last wrote each runner's `last_seen_at` (see `touch_runner`).
+#[derive(Default)]
+pub(super) struct Touched(std::sync::Mutex<HashMap<i64, Millis>>);
+
+impl Backend {
+    fn touched(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Millis>> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.touched.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Default page size when a caller passes a non-positive limit.
@@ -618,19 +625,15 @@ async fn create_run_tx(c: &mut Conn, run: &NewRun, now: Millis) -> Result<i64> {
     Ok(run_id)
 }
 
-/// The whole claim in one statement (the `jobs_claimed` trigger does the bookkeeping):
-/// `pick` is the repository whose turn it is — has ready jobs, is under its concurrency limit,
-/// was served longest ago (partial index `repos_claimable`); within it, a ready job of a run
-/// this runner already works on (bounded by the repository's started, unfinished runs, not by
-/// its queue), else the head of its queue (index `jobs_ready`). `$lock` is empty on SQLite,
-/// whose write lock covers everything, and a row lock on the repository on Postgres.
+/// The claim's UPDATE (the `jobs_claimed` trigger does the bookkeeping), given `pick`: the
+/// repository whose turn it is. Within it, a ready job of a run this runner already works on
+/// (bounded by the repository's started, unfinished runs, not by its queue), else the head of
+/// its queue (index `jobs_ready`).
 macro_rules! claim_sql {
-    ($lock:expr) => {
+    ($pick:expr) => {
         concat!(
-            "WITH pick AS (SELECT id FROM repos \
-               WHERE ready > 0 AND (concurrency IS NULL OR running < concurrency) \
-               ORDER BY claim_seq, id LIMIT 1",
-            $lock,
+            "WITH pick AS (",
+            $pick,
             ") UPDATE jobs SET status = 'running', runner_id = $1, attempt = attempt + 1, \
                lease_expires_at = $2, started_at = $3, finished_at = NULL \
              WHERE status = 'ready' AND id = COALESCE(\
@@ -645,6 +648,31 @@ macro_rules! claim_sql {
             job_cols!()
         )
     };
+}
+
+/// The repository whose turn it is: has ready jobs, is under its concurrency limit, and was
+/// served longest ago (partial index `repos_claimable`).
+macro_rules! pick_sql {
+    () => {
+        "SELECT id FROM repos WHERE ready > 0 AND (concurrency IS NULL OR running < concurrency) \
+         ORDER BY claim_seq, id LIMIT 1"
+    };
+}
+
+/// Postgres: locks the repository whose turn it is, in a statement of its own so that the
+/// claim's next statement sees everything committed before the lock was granted. Repositories
+/// locked by another claim or a completion are skipped; only if every eligible one is locked
+/// do we wait for the first, rather than report "no work" while work exists.
+async fn lock_next_repo(c: &mut Conn) -> Result<Option<i64>> {
+    let free: Option<i64> = sqlx::query_scalar(concat!(pick_sql!(), skip_locked!()))
+        .fetch_optional(&mut *c)
+        .await?;
+    if free.is_some() {
+        return Ok(free);
+    }
+    Ok(sqlx::query_scalar(concat!(pick_sql!(), for_update!()))
+        .fetch_optional(&mut *c)
+        .await?)
 }
 
 /// A run and its repository in one round trip (for a claim).
@@ -840,7 +868,7 @@ impl Store for Backend {
         let row =
             sqlx::query("SELECT id, kind, description, created_at FROM tokens WHERE hash = $1")
                 .bind(hash)
-                .fetch_optional(self.reader())
+                .fetch_optional(&mut *self.reader().await?)
                 .await?;
         row.as_ref().map(token_from_row).transpose()
     }
@@ -857,7 +885,7 @@ impl Store for Backend {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM tokens WHERE kind = $1")
                 .bind(token_kind_str(kind))
-                .fetch_one(self.reader())
+                .fetch_one(&mut *self.reader().await?)
                 .await?,
         )
     }
@@ -882,12 +910,22 @@ impl Store for Backend {
             "SELECT id, name, slots, created_at, last_seen_at FROM runners WHERE token_hash = $1",
         )
         .bind(hash)
-        .fetch_optional(self.reader())
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         row.as_ref().map(runner_from_row).transpose()
     }
 
     async fn touch_runner(&self, runner_id: i64, now: Millis) -> Result<()> {
+        // Runners touch on every request; "last seen" needs no finer grain than a second, and
+        // a write per request would queue behind the claims for nothing.
+        let recent = |last: Millis| last <= now && now - last < TOUCH_GRAIN_MS;
+        if self
+            .touched()
+            .get(&runner_id)
+            .is_some_and(|&last| recent(last))
+        {
+            return Ok(());
+        }
         let done = sqlx::query("UPDATE runners SET last_seen_at = $2 WHERE id = $1")
             .bind(runner_id)
             .bind(now)
@@ -896,6 +934,7 @@ impl Store for Backend {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        self.touched().insert(runner_id, now);
         Ok(())
     }
 
@@ -903,7 +942,7 @@ impl Store for Backend {
         let rows = sqlx::query(
             "SELECT id, name, slots, created_at, last_seen_at FROM runners ORDER BY id",
         )
-        .fetch_all(self.reader())
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter().map(runner_from_row).collect()
     }
@@ -936,13 +975,13 @@ impl Store for Backend {
             repo_cols!(),
             " FROM repos ORDER BY name"
         ))
-        .fetch_all(self.reader())
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter().map(repo_from_row).collect()
     }
 
     async fn get_repo(&self, id: i64) -> Result<Repository> {
-        fetch_repo(&mut *self.reader().acquire().await?, id).await
+        fetch_repo(&mut *self.reader().await?, id).await
     }
 
     async fn get_repo_by_name(&self, name: &str) -> Result<Repository> {
@@ -952,7 +991,7 @@ impl Store for Backend {
             " FROM repos WHERE name = $1"
         ))
         .bind(name)
-        .fetch_optional(self.reader())
+        .fetch_optional(&mut *self.reader().await?)
         .await?
         .ok_or(StoreError::NotFound)?;
         repo_from_row(&row)
@@ -973,7 +1012,7 @@ impl Store for Backend {
     async fn webhook_secret(&self, repo_id: i64) -> Result<String> {
         sqlx::query_scalar("SELECT webhook_secret FROM repos WHERE id = $1")
             .bind(repo_id)
-            .fetch_optional(self.reader())
+            .fetch_optional(&mut *self.reader().await?)
             .await?
             .ok_or(StoreError::NotFound)
     }
@@ -1047,7 +1086,7 @@ impl Store for Backend {
     }
 
     async fn get_run(&self, id: i64) -> Result<Run> {
-        fetch_run(&mut *self.reader().acquire().await?, id).await
+        fetch_run(&mut *self.reader().await?, id).await
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
@@ -1070,7 +1109,7 @@ impl Store for Backend {
         }
         q.push(" ORDER BY r.id DESC LIMIT ")
             .push_bind(limit_or_default(filter.limit));
-        let rows = q.build().fetch_all(self.reader()).await?;
+        let rows = q.build().fetch_all(&mut *self.reader().await?).await?;
         rows.iter().map(run_from_row).collect()
     }
 
@@ -1081,13 +1120,13 @@ impl Store for Backend {
             " FROM jobs WHERE run_id = $1 ORDER BY stage_index"
         ))
         .bind(run_id)
-        .fetch_all(self.reader())
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter().map(job_from_row).collect()
     }
 
     async fn get_job(&self, id: i64) -> Result<Job> {
-        fetch_job(&mut *self.reader().acquire().await?, id).await
+        fetch_job(&mut *self.reader().await?, id).await
     }
 
     async fn cancel_run(&self, run_id: i64, reason: &str, now: Millis) -> Result<Run> {
@@ -1108,28 +1147,50 @@ impl Store for Backend {
         now: Millis,
         lease_ms: i64,
     ) -> Result<Option<Claimed>> {
-        // One statement is atomic on its own: no transaction, two round trips in all.
-        let mut c = self.writer().await?;
-        let mut row = sqlx::query(claim_sql!(skip_locked!()))
-            .bind(runner_id)
-            .bind(now + lease_ms)
-            .bind(now)
-            .fetch_optional(&mut *c)
-            .await?;
-        if row.is_none() && CLAIM_CAN_WAIT {
-            // Every eligible repository was locked by another claim or a completion (or our
-            // snapshot predates the last one): wait for the first instead of reporting no work.
-            row = sqlx::query(claim_sql!(for_update!()))
+        if !PICK_IN_OWN_STATEMENT {
+            // SQLite: one statement is atomic, and with every write of this process on this
+            // one connection its snapshot is current. Two round trips in all, no transaction.
+            let mut c = self.writer().await?;
+            let mut retries = 0;
+            let row = loop {
+                let result = sqlx::query(claim_sql!(pick_sql!()))
+                    .bind(runner_id)
+                    .bind(now + lease_ms)
+                    .bind(now)
+                    .fetch_optional(&mut *c)
+                    .await;
+                match result {
+                    // Another process wrote between our read and our write.
+                    Err(e) if retries < 5 && is_retryable(&e) => retries += 1,
+                    other => break other?,
+                }
+            };
+            let Some(row) = row else { return Ok(None) };
+            let job = job_from_row(&row)?;
+            let (run, repo) = fetch_run_and_repo(&mut c, job.run_id).await?;
+            return Ok(Some(Claimed { job, run, repo }));
+        }
+        // Postgres: a statement's snapshot predates the row locks it waits for, so the pick
+        // (which locks) and the claim (which must see the state after the lock) are two
+        // statements of one transaction.
+        write_tx!(self, |c| {
+            let Some(repo_id) = lock_next_repo(c).await? else {
+                return Ok(None);
+            };
+            let row = sqlx::query(claim_sql!("SELECT CAST($4 AS BIGINT) AS id"))
                 .bind(runner_id)
                 .bind(now + lease_ms)
                 .bind(now)
+                .bind(repo_id)
                 .fetch_optional(&mut *c)
                 .await?;
-        }
-        let Some(row) = row else { return Ok(None) };
-        let job = job_from_row(&row)?;
-        let (run, repo) = fetch_run_and_repo(&mut c, job.run_id).await?;
-        Ok(Some(Claimed { job, run, repo }))
+            // With the repository locked and its counter saying it has ready jobs, a miss
+            // cannot happen; treat it as "nothing right now" rather than an error.
+            let Some(row) = row else { return Ok(None) };
+            let job = job_from_row(&row)?;
+            let (run, repo) = fetch_run_and_repo(c, job.run_id).await?;
+            Ok(Some(Claimed { job, run, repo }))
+        })
     }
 
     async fn heartbeat(
@@ -1173,7 +1234,7 @@ impl Store for Backend {
              ORDER BY lease_expires_at, id",
         )
         .bind(now)
-        .fetch_all(self.reader())
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         // One transaction per job: each locks only its own repository.
         let mut expired = Vec::new();
@@ -1223,7 +1284,7 @@ impl Store for Backend {
         .bind(run_id)
         .bind(after)
         .bind(limit_or_default(limit))
-        .fetch_all(self.reader())
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter().map(log_from_row).collect()
     }
@@ -1237,7 +1298,7 @@ impl Store for Backend {
         .bind(job_id)
         .bind(after)
         .bind(limit_or_default(limit))
-        .fetch_all(self.reader())
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter().map(log_from_row).collect()
     }
@@ -1276,7 +1337,7 @@ impl Store for Backend {
                 ))
                 .bind(run_id)
                 .bind(limit)
-                .fetch_all(self.reader())
+                .fetch_all(&mut *self.reader().await?)
                 .await?
             }
             None => {
@@ -1286,7 +1347,7 @@ impl Store for Backend {
                     " FROM audit_events ORDER BY id DESC LIMIT $1"
                 ))
                 .bind(limit)
-                .fetch_all(self.reader())
+                .fetch_all(&mut *self.reader().await?)
                 .await?
             }
         };

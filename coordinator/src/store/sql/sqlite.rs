@@ -4,8 +4,10 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, Pool, Sqlite, SqliteConnection, Transaction};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Connection, Sqlite, SqliteConnection, Transaction};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::store::Result;
@@ -28,8 +30,9 @@ macro_rules! skip_locked {
         ""
     };
 }
-/// A claim that finds nothing has seen everything: there are no row locks to wait for.
-const CLAIM_CAN_WAIT: bool = false;
+
+/// The claim is one statement (see `claim_job`).
+const PICK_IN_OWN_STATEMENT: bool = false;
 
 #[path = "shared.rs"]
 mod shared;
@@ -37,12 +40,13 @@ mod shared;
 /// The embedded store: one SQLite file in WAL mode.
 pub struct SqliteStore {
     /// Readers run concurrently with the writer (WAL).
-    read: Pool<Sqlite>,
+    read: Readers,
     /// The one connection that writes. SQLite admits one writer at a time anyway; queueing
     /// writers on a fair async mutex is far cheaper than letting several connections collide
     /// on the file lock (SQLite's busy handler sleeps in steps of milliseconds), and cheaper
     /// than a one-connection pool (whose acquire/release costs more than a statement).
     write: Mutex<SqliteConnection>,
+    touched: shared::Touched,
 }
 
 impl SqliteStore {
@@ -58,8 +62,8 @@ impl SqliteStore {
     }
 
     pub async fn open(options: SqliteConnectOptions) -> Result<Self> {
-        // sqlx names in-memory databases `file:sqlx-in-memory-N` (shared cache, so the reader
-        // pool and the writer see one database for as long as the writer lives).
+        // sqlx names in-memory databases `file:sqlx-in-memory-N` (shared cache, so the readers
+        // and the writer see one database for as long as they live).
         let in_memory = options
             .get_filename()
             .to_string_lossy()
@@ -78,25 +82,50 @@ impl SqliteStore {
         sqlx::migrate!("../migrations/sqlite")
             .run(&mut write)
             .await?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(4)
-            // Pinging a local file before every use buys nothing and costs a round trip to
-            // the connection's worker thread.
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await?;
+        let mut read = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            read.push(Mutex::new(SqliteConnection::connect_with(&options).await?));
+        }
+        let read = Readers {
+            conns: read,
+            next: AtomicUsize::new(0),
+        };
         Ok(SqliteStore {
             read,
             write: Mutex::new(write),
+            touched: Default::default(),
         })
     }
 
-    fn reader(&self) -> &Pool<Db> {
-        &self.read
+    async fn reader(&self) -> Result<MutexGuard<'_, SqliteConnection>> {
+        Ok(self.read.get().await)
     }
 
     async fn writer(&self) -> Result<MutexGuard<'_, SqliteConnection>> {
         Ok(self.write.lock().await)
+    }
+}
+
+/// Read connections. Not an sqlx pool: its release spawns a task that pings the connection
+/// (a round trip to the connection's worker thread) every time, which costs more than the
+/// point reads the API makes. Local files need none of a pool's reconnecting either.
+struct Readers {
+    conns: Vec<Mutex<SqliteConnection>>,
+    next: AtomicUsize,
+}
+
+const READERS: usize = 4;
+
+impl Readers {
+    /// A free connection if there is one, else the next in turn once it is free.
+    async fn get(&self) -> MutexGuard<'_, SqliteConnection> {
+        for conn in &self.conns {
+            if let Ok(guard) = conn.try_lock() {
+                return guard;
+            }
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
+        self.conns[i].lock().await
     }
 }
 
@@ -122,8 +151,14 @@ async fn lock_run_logs(_c: &mut Conn, _run_id: i64) -> Result<()> {
     Ok(())
 }
 
-fn is_retryable(_e: &sqlx::Error) -> bool {
-    // Writers are serialised by the pool and `BEGIN IMMEDIATE`; a busy error means another
-    // process held the file past the busy timeout, which a retry would not cure quickly.
-    false
+/// `SQLITE_BUSY` and its extended codes: another process held or changed the database (the
+/// busy timeout already waited). Nothing was written; the caller rolls back and runs again.
+fn is_retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<u32>().ok())
+            .is_some_and(|code| code & 0xff == 5),
+        _ => false,
+    }
 }
