@@ -29,11 +29,11 @@ CREATE TABLE repos (
     cancel_superseded  BOOLEAN NOT NULL,
     protected_branches TEXT    NOT NULL, -- JSON array of patterns
     created_at         INTEGER NOT NULL,
-    -- Scheduler bookkeeping, maintained in the same transactions as the job rows:
+    -- Scheduler bookkeeping:
     run_counter        INTEGER NOT NULL DEFAULT 0, -- last run number handed out
     last_claim_at      INTEGER,
-    claim_seq          INTEGER NOT NULL DEFAULT 0, -- global order of last claims (0 = never)
-    ready              INTEGER NOT NULL DEFAULT 0, -- jobs with status 'ready'
+    claim_seq          INTEGER NOT NULL DEFAULT 0, -- order of last claims, 0 = never (jobs_claimed)
+    ready              INTEGER NOT NULL DEFAULT 0, -- jobs with status 'ready' (see jobs_count_*)
     running            INTEGER NOT NULL DEFAULT 0  -- jobs with status 'running'
 );
 CREATE INDEX repos_claim_seq ON repos (claim_seq);
@@ -88,6 +88,51 @@ CREATE TABLE jobs (
 );
 CREATE INDEX jobs_ready ON jobs (repo_id, ready_at, id) WHERE status = 'ready';
 CREATE INDEX jobs_lease ON jobs (lease_expires_at) WHERE status = 'running';
+
+-- repos.ready / repos.running count the repository's jobs in those states: the claim reads them
+-- instead of counting rows. Triggers keep them, so no code path can forget to.
+CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs
+WHEN NEW.status IN ('ready', 'running')
+BEGIN
+    UPDATE repos
+    SET ready = ready + (NEW.status = 'ready'),
+        running = running + (NEW.status = 'running')
+    WHERE id = NEW.repo_id;
+END;
+
+CREATE TRIGGER jobs_count_update AFTER UPDATE OF status ON jobs
+WHEN OLD.status <> NEW.status
+ AND (OLD.status IN ('ready', 'running') OR NEW.status IN ('ready', 'running'))
+BEGIN
+    UPDATE repos
+    SET ready = ready + (NEW.status = 'ready') - (OLD.status = 'ready'),
+        running = running + (NEW.status = 'running') - (OLD.status = 'running')
+    WHERE id = NEW.repo_id;
+END;
+
+CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs
+WHEN OLD.status IN ('ready', 'running')
+BEGIN
+    UPDATE repos
+    SET ready = ready - (OLD.status = 'ready'),
+        running = running - (OLD.status = 'running')
+    WHERE id = OLD.repo_id;
+END;
+
+-- A job that starts running has just been claimed. The claim's bookkeeping lives here so that
+-- a claim is a single statement: the repository goes to the back of the fairness order
+-- (claim_seq strictly increasing, served by repos_claim_seq), and a queued run starts.
+CREATE TRIGGER jobs_claimed AFTER UPDATE OF status ON jobs
+WHEN NEW.status = 'running' AND OLD.status <> 'running'
+BEGIN
+    UPDATE repos
+    SET last_claim_at = NEW.started_at,
+        claim_seq = (SELECT MAX(claim_seq) FROM repos) + 1
+    WHERE id = NEW.repo_id;
+    UPDATE runs
+    SET status = 'running', started_at = NEW.started_at
+    WHERE id = NEW.run_id AND status = 'queued';
+END;
 
 CREATE TABLE deliveries (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -36,37 +36,6 @@ pub fn version_compare_text(ecosystem: &str, a: &str, b: &str) -> Result<&'stati
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn answers() {
-        assert_eq!(version_compare_text("debian", "1.0~rc1", "1.0"), Ok("<"));
-        assert_eq!(version_compare_text("alpine", "1.2_p1", "1.2"), Ok(">"));
-        assert_eq!(version_compare_text("pypi", "1.0RC1", "1.0rc1"), Ok("="));
-        assert_eq!(
-            version_compare_text("semver", "1.0.0-beta.11", "1.0.0-beta.2"),
-            Ok(">")
-        );
-        assert_eq!(version_compare_text("go", "go1.21rc2", "v1.21.0"), Ok("<"));
-    }
-
-    #[test]
-    fn errors() {
-        assert_eq!(
-            version_compare_text("maven", "1", "2"),
-            Err("unknown ecosystem \"maven\" (one of: debian, alpine, pypi, semver, go)".into())
-        );
-        assert_eq!(
-            version_compare_text("debian", "1:", "2"),
-            Err("invalid debian version \"1:\": nothing after colon in version number".into())
-        );
-        assert_eq!(version_compare("semver", "x", "1.0.0"), 2);
-        assert_eq!(version_compare("semver", "1.0.0", "1.0.0"), 0);
-    }
-}
-
 /// `moat db update [--db DIR] [ECOSYSTEM…]`: downloads OSV's per-ecosystem exports into the
 /// vulnerability database directory. Fails clearly when the network does not allow it.
 pub fn db_update(dir: &std::path::Path, names: &[String]) -> u8 {
@@ -113,5 +82,36 @@ pub fn db_update(dir: &std::path::Path, names: &[String]) -> u8 {
             eprintln!("moat db update: {e}");
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers() {
+        assert_eq!(version_compare_text("debian", "1.0~rc1", "1.0"), Ok("<"));
+        assert_eq!(version_compare_text("alpine", "1.2_p1", "1.2"), Ok(">"));
+        assert_eq!(version_compare_text("pypi", "1.0RC1", "1.0rc1"), Ok("="));
+        assert_eq!(
+            version_compare_text("semver", "1.0.0-beta.11", "1.0.0-beta.2"),
+            Ok(">")
+        );
+        assert_eq!(version_compare_text("go", "go1.21rc2", "v1.21.0"), Ok("<"));
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(
+            version_compare_text("maven", "1", "2"),
+            Err("unknown ecosystem \"maven\" (one of: debian, alpine, pypi, semver, go)".into())
+        );
+        assert_eq!(
+            version_compare_text("debian", "1:", "2"),
+            Err("invalid debian version \"1:\": nothing after colon in version number".into())
+        );
+        assert_eq!(version_compare("semver", "x", "1.0.0"), 2);
+        assert_eq!(version_compare("semver", "1.0.0", "1.0.0"), 0);
     }
 }

@@ -112,10 +112,10 @@ where
     Fut: Future<Output = ()>,
 {
     let mut dbs = vec![TestDb::sqlite()];
-    if let Ok(server) = std::env::var("MOAT_TEST_POSTGRES") {
-        if !server.is_empty() {
-            dbs.push(TestDb::postgres(&server).await);
-        }
+    if let Ok(server) = std::env::var("MOAT_TEST_POSTGRES")
+        && !server.is_empty()
+    {
+        dbs.push(TestDb::postgres(&server).await);
     }
     for db in dbs {
         let store = connect(&db.url).await.unwrap();
@@ -532,12 +532,18 @@ mod cases {
             s.create_run(push_run(9999, "main", vec![]), 1).await,
             Err(StoreError::NotFound)
         ));
-        // A plan that names a stage it does not have is refused whole.
-        assert!(matches!(
-            s.create_run(push_run(a.id, "main", vec![job(0, "x", &[7])]), 1)
-                .await,
-            Err(StoreError::Conflict(_))
-        ));
+        // A plan that names a stage it does not have, or whose needs form a cycle, is
+        // refused whole.
+        for bad in [
+            vec![job(0, "x", &[7])],
+            vec![job(0, "x", &[1]), job(1, "y", &[0])],
+            vec![job(0, "x", &[]), job(0, "y", &[])],
+        ] {
+            assert!(matches!(
+                s.create_run(push_run(a.id, "main", bad), 1).await,
+                Err(StoreError::Conflict(_))
+            ));
+        }
         assert_eq!(
             s.list_runs(&RunFilter {
                 repo_id: Some(a.id),
@@ -1489,58 +1495,4 @@ async fn claim_throughput() {
         drop(s);
         check_counters(&db.url).await;
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "measurement"]
-async fn sqlite_floor() {
-    let db = TestDb::sqlite();
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&db.url)
-        .create_if_missing(true)
-        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-        .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .test_before_acquire(false)
-        .connect_with(opts)
-        .await
-        .unwrap();
-    sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)")
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO t VALUES (1, 0)")
-        .execute(&pool)
-        .await
-        .unwrap();
-    let n = 5000;
-    let t = Instant::now();
-    for _ in 0..n {
-        let _: i64 = sqlx::query_scalar("SELECT 1")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    }
-    println!("select 1 via pool: {:.1?}/op", t.elapsed() / n);
-    let mut c = pool.acquire().await.unwrap();
-    let t = Instant::now();
-    for _ in 0..n {
-        let _: i64 = sqlx::query_scalar("SELECT 1")
-            .fetch_one(&mut *c)
-            .await
-            .unwrap();
-    }
-    println!("select 1 on a connection: {:.1?}/op", t.elapsed() / n);
-    drop(c);
-    let t = Instant::now();
-    for _ in 0..n {
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
-        sqlx::query("UPDATE t SET v = v + 1 WHERE id = 1")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-    }
-    println!("begin+update+commit: {:.1?}/op", t.elapsed() / n);
 }

@@ -35,6 +35,8 @@ macro_rules! skip_locked {
 /// The claim locks its repository first, then claims in a later statement (see `claim_job`).
 const PICK_IN_OWN_STATEMENT: bool = true;
 
+// The same source is compiled inside each backend module, on purpose (see `sql.rs`).
+#[allow(clippy::duplicate_mod)]
 #[path = "shared.rs"]
 mod shared;
 

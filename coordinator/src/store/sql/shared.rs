@@ -1,8 +1,9 @@
 //! Every query and the scheduling rules, shared by both backends. This file is compiled once
 //! inside each backend module (`#[path]`), which supplies `Db`, `Conn`, `DbRow`, `Backend`,
-//! `BACKEND_NAME`, `PICK_IN_OWN_STATEMENT`, the fragment macros `for_update!` and `skip_locked!`, the
-//! functions `begin_write`, `lock_repo`, `lock_repo_of_job`, `lock_run_logs`, `is_retryable`,
-//! and the methods `reader` and `writer` (each giving a connection) on `Backend`.
+//! `BACKEND_NAME`, `PICK_IN_OWN_STATEMENT`, the fragment macros `for_update!` and
+//! `skip_locked!`, the functions `begin_write`, `lock_repo`, `lock_repo_of_job`,
+//! `lock_run_logs`, `is_retryable`, and the methods `reader` and `writer` (each giving a
+//! connection) on `Backend`.
 //!
 //! SQL is written once: `$N` placeholders (SQLite accepts them), `TRUE`/`FALSE`, `RETURNING`
 //! and `ON CONFLICT … DO NOTHING` mean the same in both. Status words appear as literals, not
@@ -506,7 +507,8 @@ async fn cancel_run_locked(c: &mut Conn, run_id: i64, reason: &str, now: Millis)
     settle_run(c, run_id, now).await
 }
 
-/// Checks a plan before anything is written: unique stage indices, needs that exist.
+/// Checks a plan before anything is written: unique stage indices, needs that exist, and no
+/// cycle (whose jobs would wait for each other forever and keep the run open).
 fn check_jobs(jobs: &[NewJob]) -> Result<()> {
     let mut seen = HashMap::new();
     for job in jobs {
@@ -525,7 +527,27 @@ fn check_jobs(jobs: &[NewJob]) -> Result<()> {
             )));
         }
     }
-    Ok(())
+    // Kahn: repeatedly decide jobs whose needs are all decided; whatever is left is a cycle.
+    let mut decided = std::collections::HashSet::new();
+    loop {
+        let before = decided.len();
+        for job in jobs {
+            if !decided.contains(&job.stage_index) && job.needs.iter().all(|n| decided.contains(n))
+            {
+                decided.insert(job.stage_index);
+            }
+        }
+        if decided.len() == jobs.len() {
+            return Ok(());
+        }
+        if decided.len() == before {
+            let stuck = jobs.iter().find(|j| !decided.contains(&j.stage_index));
+            return Err(StoreError::Conflict(format!(
+                "job {} is part of a cycle of needs",
+                stuck.map_or("?", |j| j.name.as_str())
+            )));
+        }
+    }
 }
 
 async fn create_run_tx(c: &mut Conn, run: &NewRun, now: Millis) -> Result<i64> {
@@ -604,22 +626,23 @@ async fn create_run_tx(c: &mut Conn, run: &NewRun, now: Millis) -> Result<i64> {
         settle_run(c, run_id, now).await?;
     }
 
-    if cancel_superseded && run.event == "push" {
-        if let Some(branch) = &run.branch {
-            let older: Vec<i64> = sqlx::query_scalar(
-                "SELECT id FROM runs WHERE repo_id = $1 AND event = $2 AND branch = $3 \
+    if cancel_superseded
+        && run.event == "push"
+        && let Some(branch) = &run.branch
+    {
+        let older: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM runs WHERE repo_id = $1 AND event = $2 AND branch = $3 \
                  AND status IN ('queued', 'running') AND id < $4 ORDER BY id",
-            )
-            .bind(run.repo_id)
-            .bind(&run.event)
-            .bind(branch)
-            .bind(run_id)
-            .fetch_all(&mut *c)
-            .await?;
-            let reason = format!("superseded by run #{number}");
-            for old in older {
-                cancel_run_locked(c, old, &reason, now).await?;
-            }
+        )
+        .bind(run.repo_id)
+        .bind(&run.event)
+        .bind(branch)
+        .bind(run_id)
+        .fetch_all(&mut *c)
+        .await?;
+        let reason = format!("superseded by run #{number}");
+        for old in older {
+            cancel_run_locked(c, old, &reason, now).await?;
         }
     }
     Ok(run_id)

@@ -34,6 +34,8 @@ macro_rules! skip_locked {
 /// The claim is one statement (see `claim_job`).
 const PICK_IN_OWN_STATEMENT: bool = false;
 
+// The same source is compiled inside each backend module, on purpose (see `sql.rs`).
+#[allow(clippy::duplicate_mod)]
 #[path = "shared.rs"]
 mod shared;
 
