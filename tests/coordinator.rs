@@ -1118,3 +1118,146 @@ stages:
         );
     }
 }
+
+fn set_secret(c: &Coordinator, repo: &str, name: &str, value: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = moat()
+        .args(["secret", "set", "--repo", repo, name])
+        .env("MOAT_SERVER", &c.base)
+        .env("MOAT_TOKEN", &c.token)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(value.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stored_secrets_are_encrypted_granted_masked_and_audited() {
+    let image = busybox_image();
+    let dir = TempDir::new("e2e-store-secrets");
+    let db = Db::fresh(dir.path()).await;
+    let server_dir = dir.path().join("server");
+    let coordinator = Coordinator::start(&server_dir, &db, 10);
+    let api = coordinator.api();
+    let password = "Pa55 w0rd/+Q=x";
+    let key = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIOaJ3kqZ9sLwGvQk1s2U5yOeV7PqRtZx\noAoGCCqGSM49AwEHoUQDQgAEx9Yp0bB1nT3w\n-----END EC PRIVATE KEY-----";
+    let pipeline = format!(
+        r#"version: 1
+secrets:
+  DB_PASSWORD: {{}}
+  SIGNING_KEY: {{}}
+stages:
+  - name: leak
+    kind: test
+    image: {image}
+    secrets: [DB_PASSWORD, SIGNING_KEY]
+    commands:
+      - echo "pw=$DB_PASSWORD"
+      - printf '%s' "$DB_PASSWORD" | base64
+      - echo "url Pa55%20w0rd%2F%2BQ%3Dx"
+      - printf '%s\n' "$SIGNING_KEY" | while read -r l; do printf '%s' "$l" | head -c 10; sleep 0.2; printf '%s\n' "$(printf '%s' "$l" | tail -c +11)"; done
+      - cat /run/secrets/DB_PASSWORD; echo
+"#
+    );
+    let origin = Origin::new("web", &[(".moat.yml", &pipeline)]);
+    let (_, path, secret) = api.add_repo("web", &origin.url()).await;
+
+    // Values come from stdin; short ones are refused.
+    let out = set_secret(&coordinator, "web", "DB_PASSWORD", "abc");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("at least 4"),
+        "{}",
+        describe(&out)
+    );
+    let out = set_secret(&coordinator, "web", "DB_PASSWORD", &format!("{password}\n"));
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        set_secret(&coordinator, "web", "SIGNING_KEY", key)
+            .status
+            .success()
+    );
+    let listed = api.get("/api/v1/repos/web/secrets").await;
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert!(!listed.to_string().contains("Pa55"), "{listed}");
+
+    let _runner = RunnerProc::start(
+        &coordinator,
+        &api.registration_token().await,
+        &dir.path().join("r"),
+        "r",
+        1,
+    );
+    push(&coordinator, &path, &secret, &origin, "store-1").await;
+    let id = api.first_run("web", Duration::from_secs(30)).await;
+
+    // The live stream, while the run goes on.
+    let stream = cli(&coordinator, &["logs", &id.to_string(), "--follow"]);
+    let live = text(&stream.stdout);
+    let run = api.wait_run(id, Duration::from_secs(90), finished).await;
+    assert_eq!(run["status"], "passed", "{run:#}");
+    let stored = api.logs(id).await;
+    assert!(stored.contains("pw=***"), "{stored}");
+    assert!(stored.contains("url ***"), "{stored}");
+
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(password);
+    let needles = [
+        password.to_string(),
+        b64[..b64.len() - 4].to_string(),
+        "Pa55%20w0rd%2F%2BQ%3Dx".to_string(),
+        "MHcCAQEEIOaJ3kqZ9sLwGvQk1s2U5yOeV7PqRtZx".to_string(),
+        "oAoGCCqGSM49AwEHoUQDQgAEx9Yp0bB1nT3w".to_string(),
+    ];
+    for n in &needles {
+        assert!(
+            !stored.contains(n.as_str()),
+            "{n} in stored logs:\n{stored}"
+        );
+        assert!(
+            !live.contains(n.as_str()),
+            "{n} in the live stream:\n{live}"
+        );
+        assert!(!db.contains(&server_dir, n).await, "{n} is in the database");
+        assert!(
+            !coordinator.log().contains(n.as_str()),
+            "{n} is in the coordinator's log"
+        );
+        assert!(
+            !api.get(&format!("/api/v1/runs/{id}"))
+                .await
+                .to_string()
+                .contains(n.as_str())
+        );
+    }
+    // Writes and uses are audited, by name only.
+    let audit = api.get("/api/v1/audit").await.to_string();
+    assert!(audit.contains("secret.created"), "{audit}");
+    assert!(
+        audit.contains("secret.used") && audit.contains("DB_PASSWORD"),
+        "{audit}"
+    );
+    assert!(!audit.contains("Pa55"), "{audit}");
+
+    let out = cli(
+        &coordinator,
+        &["secret", "rm", "--repo", "web", "SIGNING_KEY"],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        api.get("/api/v1/repos/web/secrets")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

@@ -36,8 +36,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_util::StreamExt;
-use moat_coordinator::app::{App, Config, Topic};
-use moat_coordinator::store::{self, Forge, NewJob, NewRepository, NewRun, Repository, Store};
+use moat_coordinator::app::{App, Config, Keys, Topic};
+use moat_coordinator::store::{
+    self, Forge, JobCompletion, JobOutcome, NewJob, NewRepository, NewRun, Repository, Store,
+};
 use moat_coordinator::{server, tokens};
 use moat_pipelines::{Event, EventKind};
 use moat_runner::agent::Client;
@@ -80,6 +82,7 @@ struct Opts {
     rounds: usize,
     postgres: String,
     profile: bool,
+    direct: bool,
 }
 
 impl Opts {
@@ -105,6 +108,7 @@ impl Opts {
             rounds: num("--rounds", 1)?.max(1),
             postgres,
             profile: flag("--profile"),
+            direct: flag("--direct"),
         };
         Ok(opts)
     }
@@ -305,7 +309,8 @@ impl Coordinator {
         if store.backend() == "postgres" {
             config.notify_url = Some(url.to_string());
         }
-        let app = App::new(store, config);
+        let keys = Keys::load_or_create(data_dir)?;
+        let app = App::new(store, config, keys);
         let shutdown = CancellationToken::new();
         app.start(shutdown.clone()).await?;
         let server = tokio::spawn(server::serve(app.clone(), listener, None, shutdown.clone()));
@@ -510,18 +515,66 @@ async fn round(
     result
 }
 
-async fn register_runners(store: &dyn Store, base: &str, n: usize, slots: usize) -> Vec<Client> {
-    let mut clients = Vec::new();
+/// Runner rows with their tokens, and an HTTP client for each.
+async fn register_runners(
+    store: &dyn Store,
+    base: &str,
+    n: usize,
+    slots: usize,
+) -> anyhow::Result<Vec<(i64, Client)>> {
+    let mut runners = Vec::new();
     for i in 0..n {
         let token = tokens::generate(tokens::RUNNER_PREFIX);
-        store
+        let runner = store
             .create_runner(&format!("bench-{i}"), &tokens::hash(&token), slots as i64)
-            .await
-            .expect("create runner");
-        let http = server::http_client(None).expect("http client");
-        clients.push(Client::new(http, base, &token));
+            .await?;
+        let http = server::http_client(None)?;
+        runners.push((runner.id, Client::new(http, base, &token)));
     }
-    clients
+    Ok(runners)
+}
+
+/// `--direct`: the store's own claim/complete calls, without HTTP, authentication or the
+/// handlers' extra reads — the ceiling the store sets for the drain.
+async fn direct_slot(
+    store: Arc<dyn Store>,
+    runner_id: i64,
+    done: Arc<AtomicUsize>,
+    target: usize,
+) -> anyhow::Result<SlotLog> {
+    let mut log = SlotLog::default();
+    while done.load(Ordering::SeqCst) < target {
+        let sent = Instant::now();
+        let Some(c) = store.claim_job(runner_id, store::now_ms(), 30_000).await? else {
+            log.empty_claims += 1;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        };
+        let arrived = Instant::now();
+        log.claims.push(Claim {
+            run_id: c.run.id,
+            job_id: c.job.id,
+            repo: c.repo.name.clone(),
+            arrived,
+            round_trip: arrived - sent,
+        });
+        let sent = Instant::now();
+        store
+            .complete_job(
+                c.job.id,
+                runner_id,
+                JobCompletion {
+                    outcome: JobOutcome::Passed,
+                    exit_code: Some(0),
+                    reason: None,
+                },
+                store::now_ms(),
+            )
+            .await?;
+        log.completes.push(sent.elapsed());
+        done.fetch_add(1, Ordering::SeqCst);
+    }
+    Ok(log)
 }
 
 async fn create_repos(store: &dyn Store, n: usize) -> anyhow::Result<Vec<Repository>> {
@@ -552,7 +605,8 @@ async fn measure(
     let store = c.app.store.clone();
     let spec = stage_spec()?;
     let repos = create_repos(&*store, opts.repos).await?;
-    let clients = register_runners(&*store, &c.base, opts.runners, opts.slots).await;
+    let runners = register_runners(&*store, &c.base, opts.runners, opts.slots).await?;
+    let clients: Vec<Client> = runners.iter().map(|(_, c)| c.clone()).collect();
 
     // Queue: run k of every repository before run k+1 of any; a few creators at once (Postgres
     // commits are group-committed; SQLite serialises them anyway).
@@ -581,7 +635,18 @@ async fn measure(
     }
     let stop = CancellationToken::new();
     let t = Instant::now();
-    let set = spawn_slots(&clients, opts.slots, 1000, opts.jobs, &stop);
+    let set = if opts.direct {
+        let done = Arc::new(AtomicUsize::new(0));
+        let mut set = tokio::task::JoinSet::new();
+        for (id, _) in &runners {
+            for _ in 0..opts.slots {
+                set.spawn(direct_slot(store.clone(), *id, done.clone(), opts.jobs));
+            }
+        }
+        set
+    } else {
+        spawn_slots(&clients, opts.slots, 1000, opts.jobs, &stop)
+    };
     let logs = join_slots(set).await?;
     let drain = t.elapsed();
     let statements = counter.map(|c| c.take());
@@ -684,8 +749,13 @@ fn print_round(backend: &str, opts: &Opts, r: &RoundResult) {
         opts.jobs.div_ceil(opts.repos),
         r.queue_secs
     );
+    let how = if opts.direct {
+        " — DIRECT store calls, no HTTP (diagnostic)"
+    } else {
+        ""
+    };
     println!(
-        "  drain: {} jobs by {} slots ({} runners × {}) in {:.2} s = {:.0} jobs/s {target}",
+        "  drain{how}: {} jobs by {} slots ({} runners × {}) in {:.2} s = {:.0} jobs/s {target}",
         opts.jobs,
         opts.runners * opts.slots,
         opts.runners,
@@ -794,8 +864,15 @@ async fn main() -> anyhow::Result<()> {
         } else {
             ""
         };
+        let idle = if opts.idle_jobs > 0 {
+            format!(
+                "; idle claim latency p50 {i50lo:.1}–{i50hi:.1} ms, p99 {i99lo:.1}–{i99hi:.1} ms (target p99 ≤ 50)"
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "{backend:<8} drain {lo:.0}–{hi:.0} jobs/s{target}; queue-to-claim p50 {q50lo:.0}–{q50hi:.0} ms, p99 {q99lo:.0}–{q99hi:.0} ms; idle claim latency p50 {i50lo:.1}–{i50hi:.1} ms, p99 {i99lo:.1}–{i99hi:.1} ms (target p99 ≤ 50)"
+            "{backend:<8} drain {lo:.0}–{hi:.0} jobs/s{target}; queue-to-claim p50 {q50lo:.0}–{q50hi:.0} ms, p99 {q99lo:.0}–{q99hi:.0} ms{idle}"
         );
     }
     Ok(())

@@ -44,7 +44,7 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
-use moat_coordinator::app::{App, Config};
+use moat_coordinator::app::{App, Config, Keys};
 use moat_coordinator::store::{self, Forge, NewRepository, RunFilter, RunStatus};
 use moat_coordinator::{forge, server, tokens};
 use moat_pipelines::{Event, EventKind};
@@ -223,22 +223,30 @@ fn watch_events(
     rx
 }
 
-/// The next event `action` of a stage container (`moat.stage` set) whose run label satisfies
-/// `run_matches`, at or after `since_ns`.
+impl ContainerEvent {
+    fn run(&self) -> &str {
+        self.attributes
+            .get(docker::LABEL_RUN)
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+
+    /// Stage containers carry `moat.stage`; the runner's workspace seed containers do not.
+    fn is_stage(&self) -> bool {
+        self.attributes.contains_key(docker::LABEL_STAGE)
+    }
+}
+
+/// The next `action` event at or after `since_ns` that satisfies `wanted`.
 async fn next_event(
     events: &mut mpsc::UnboundedReceiver<ContainerEvent>,
     action: &str,
     since_ns: i64,
-    run_matches: impl Fn(&str) -> bool,
+    wanted: impl Fn(&ContainerEvent) -> bool,
 ) -> anyhow::Result<ContainerEvent> {
     let wait = async {
         while let Some(e) = events.recv().await {
-            let run = e.attributes.get(docker::LABEL_RUN).map(String::as_str);
-            if e.action == action
-                && e.time_ns >= since_ns
-                && e.attributes.contains_key(docker::LABEL_STAGE)
-                && run.is_some_and(&run_matches)
-            {
+            if e.action == action && e.time_ns >= since_ns && wanted(&e) {
                 return Ok(e);
             }
         }
@@ -246,7 +254,7 @@ async fn next_event(
     };
     tokio::time::timeout(Duration::from_secs(120), wait)
         .await
-        .with_context(|| format!("no `{action}` event of a stage container within 120 s"))?
+        .with_context(|| format!("no matching `{action}` container event within 120 s"))?
 }
 
 /// Milliseconds between two nanosecond wall-clock stamps.
@@ -259,6 +267,8 @@ struct WebhookRound {
     accepted: f64,
     run_created: f64,
     claimed: f64,
+    /// The runner's workspace seed container (network and volume exist by then).
+    seed_created: f64,
     container_created: f64,
     container_started: f64,
 }
@@ -340,13 +350,22 @@ impl Bench {
         if status.as_u16() != 202 {
             bail!("the webhook was answered {status}: {text}");
         }
-        let created = next_event(&mut self.events, "create", t0, |_| true).await?;
-        let run_label = created
-            .attributes
-            .get(docker::LABEL_RUN)
-            .cloned()
-            .unwrap_or_default();
-        let started = next_event(&mut self.events, "start", t0, |r| r == run_label).await?;
+        // The runner's first container of the run is the seed that receives the workspace
+        // (after the run's network and volume exist); then the stage container.
+        let seed = next_event(&mut self.events, "create", t0, |_| true).await?;
+        let run_label = seed.run().to_string();
+        let created = if seed.is_stage() {
+            seed.clone()
+        } else {
+            next_event(&mut self.events, "create", t0, |e| {
+                e.is_stage() && e.run() == run_label
+            })
+            .await?
+        };
+        let started = next_event(&mut self.events, "start", t0, |e| {
+            e.is_stage() && e.run() == run_label
+        })
+        .await?;
 
         let store = &self.app.store;
         let run = store
@@ -372,6 +391,7 @@ impl Bench {
             accepted,
             run_created: run.created_at as f64 - t0_ms,
             claimed: claimed_ms as f64 - t0_ms,
+            seed_created: ms_between(t0, seed.time_ns),
             container_created: ms_between(t0, created.time_ns),
             container_started: ms_between(t0, started.time_ns),
         };
@@ -431,7 +451,10 @@ impl Bench {
             .await?
             .id;
         d.start_container(&id, None).await?;
-        let started = next_event(&mut self.events, "start", t_create, |r| r == run_id).await?;
+        let started = next_event(&mut self.events, "start", t_create, |e| {
+            e.is_stage() && e.run() == run_id
+        })
+        .await?;
         let result = BareRound {
             create_start: ms_between(t_create, started.time_ns),
             with_resources: ms_between(t_resources, started.time_ns),
@@ -514,7 +537,8 @@ async fn run(root: &Path, rounds: usize, shutdown: &CancellationToken) -> anyhow
     let store = store::connect(&url).await?;
     let listener = server::bind("127.0.0.1:0".parse()?)?;
     let base = format!("http://{}", listener.local_addr()?);
-    let app = App::new(store, Config::new(data_dir.clone(), base.clone()));
+    let keys = Keys::load_or_create(&data_dir)?;
+    let app = App::new(store, Config::new(data_dir.clone(), base.clone()), keys);
     app.start(shutdown.clone()).await?;
     tokio::spawn(server::serve(app.clone(), listener, None, shutdown.clone()));
 
@@ -592,8 +616,16 @@ async fn run(root: &Path, rounds: usize, shutdown: &CancellationToken) -> anyhow
     let mut hooks = Vec::new();
     let mut bares = Vec::new();
     println!(
-        "{:>5}  {:>8} {:>8} {:>8} {:>9} {:>9} | {:>11} {:>13}",
-        "round", "202", "run", "claimed", "created", "STARTED", "bare create", "+net+volume"
+        "{:>5}  {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} | {:>11} {:>13}",
+        "round",
+        "202",
+        "run",
+        "claimed",
+        "seed",
+        "created",
+        "STARTED",
+        "bare create",
+        "+net+volume"
     );
     for n in 1..=rounds {
         // Alternate which goes first.
@@ -605,10 +637,11 @@ async fn run(root: &Path, rounds: usize, shutdown: &CancellationToken) -> anyhow
             (bench.webhook_round(n).await?, b)
         };
         println!(
-            "{n:>5}  {:>6.1}ms {:>6.1}ms {:>6.1}ms {:>7.1}ms {:>7.1}ms | {:>9.1}ms {:>11.1}ms",
+            "{n:>5}  {:>6.1}ms {:>6.1}ms {:>6.1}ms {:>7.1}ms {:>7.1}ms {:>7.1}ms | {:>9.1}ms {:>11.1}ms",
             h.accepted,
             h.run_created,
             h.claimed,
+            h.seed_created,
             h.container_created,
             h.container_started,
             b.create_start,
@@ -633,6 +666,10 @@ async fn run(root: &Path, rounds: usize, shutdown: &CancellationToken) -> anyhow
     );
     row("job claimed by the runner", &col(|h| h.claimed));
     row(
+        "network+volume made, workspace seed created",
+        &col(|h| h.seed_created),
+    );
+    row(
         "stage container created (Docker event)",
         &col(|h| h.container_created),
     );
@@ -645,12 +682,28 @@ async fn run(root: &Path, rounds: usize, shutdown: &CancellationToken) -> anyhow
         quantile(&hooks.iter().map(|h| b(h) - a(h)).collect::<Vec<_>>(), 0.5)
     };
     println!(
-        "  send → 202 {:.1} ms; 202 → run created {:.1} ms; run → claimed {:.1} ms; claimed → container created {:.1} ms; created → started {:.1} ms",
-        quantile(&col(|h| h.accepted), 0.5),
-        diff(|h| h.accepted, |h| h.run_created),
-        diff(|h| h.run_created, |h| h.claimed),
-        diff(|h| h.claimed, |h| h.container_created),
-        diff(|h| h.container_created, |h| h.container_started),
+        "  send → 202                                   {:>7.1} ms  (signature, delivery stored)",
+        quantile(&col(|h| h.accepted), 0.5)
+    );
+    println!(
+        "  202 → run created                            {:>7.1} ms  (git fetch, read .moat.yml, plan, insert)",
+        diff(|h| h.accepted, |h| h.run_created)
+    );
+    println!(
+        "  run created → claimed                        {:>7.1} ms  (wake-up of the long poll; ms resolution)",
+        diff(|h| h.run_created, |h| h.claimed)
+    );
+    println!(
+        "  claimed → workspace seed container created   {:>7.1} ms  (answer to the runner, network + volume)",
+        diff(|h| h.claimed, |h| h.seed_created)
+    );
+    println!(
+        "  seed → stage container created               {:>7.1} ms  (GET workspace, copy into the volume, remove seed, create)",
+        diff(|h| h.seed_created, |h| h.container_created)
+    );
+    println!(
+        "  stage container created → started            {:>7.1} ms  (Docker start)",
+        diff(|h| h.container_created, |h| h.container_started)
     );
     println!(
         "\nratio webhook-to-container / bare create+start: median {:.2}, p90 {:.2} (median of times: {:.0} ms / {:.0} ms = {:.2})",

@@ -94,6 +94,13 @@ enum Command {
         #[arg(long)]
         commit: Option<String>,
     },
+    /// Manage a repository's secrets (encrypted at rest; values never shown).
+    Secret {
+        #[command(flatten)]
+        client: cli::admin::ClientOpts,
+        #[command(subcommand)]
+        command: cli::admin::SecretCommand,
+    },
     /// Encrypt a value (read from stdin) for a repository's `.moat.yml`; only the coordinator
     /// can open it, and only for that repository.
     Seal {
@@ -187,6 +194,7 @@ fn main() -> ExitCode {
             commit,
         } => cli::admin::trigger(client, repo, branch, commit),
         Command::Runners { client } => cli::admin::runners(client),
+        Command::Secret { client, command } => cli::admin::secret(client, command),
         Command::Seal {
             client,
             repo,

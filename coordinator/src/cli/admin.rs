@@ -114,6 +114,11 @@ impl Api {
             .await
     }
 
+    async fn put(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(&body))
+            .await
+    }
+
     async fn delete(&self, path: &str) -> anyhow::Result<Value> {
         self.send(self.http.delete(format!("{}{path}", self.base)))
             .await
@@ -523,6 +528,85 @@ pub fn seal(opts: ClientOpts, repo: String, recipient: Option<String>) -> u8 {
             print_json(&json!({ "repo": repo, "sealed": sealed }));
         } else {
             println!("{sealed}");
+        }
+        Ok(())
+    })
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Set a secret; the value is read from stdin (never from the command line).
+    Set {
+        #[arg(long)]
+        repo: String,
+        name: String,
+    },
+    /// List a repository's secrets (names and dates, never values).
+    List {
+        #[arg(long)]
+        repo: String,
+    },
+    /// Remove a secret.
+    Rm {
+        #[arg(long)]
+        repo: String,
+        name: String,
+    },
+}
+
+pub fn secret(opts: ClientOpts, cmd: SecretCommand) -> u8 {
+    block_on(async move {
+        let api = Api::new(&opts)?;
+        match cmd {
+            SecretCommand::Set { repo, name } => {
+                let mut value = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut value)
+                    .context("cannot read the value from stdin")?;
+                let value = value.strip_suffix('\n').unwrap_or(&value);
+                let value = value.strip_suffix('\r').unwrap_or(value);
+                let v = api
+                    .put(
+                        &format!("/api/v1/repos/{}/secrets/{}", seg(&repo), seg(&name)),
+                        json!({ "value": value }),
+                    )
+                    .await?;
+                if opts.json {
+                    print_json(&v);
+                } else if v["created"] == true {
+                    println!("secret {name} of {repo} created");
+                } else {
+                    println!("secret {name} of {repo} updated");
+                }
+            }
+            SecretCommand::List { repo } => {
+                let v = api
+                    .get(&format!("/api/v1/repos/{}/secrets", seg(&repo)), &[])
+                    .await?;
+                if opts.json {
+                    print_json(&v);
+                } else {
+                    println!("{:<32} {:<14} UPDATED (ms)", "NAME", "KEY");
+                    for s in v.as_array().into_iter().flatten() {
+                        println!(
+                            "{:<32} {:<14} {}",
+                            self::s(&s["name"]),
+                            self::s(&s["key_id"]),
+                            self::s(&s["updated_at"])
+                        );
+                    }
+                }
+            }
+            SecretCommand::Rm { repo, name } => {
+                api.delete(&format!(
+                    "/api/v1/repos/{}/secrets/{}",
+                    seg(&repo),
+                    seg(&name)
+                ))
+                .await?;
+                if !opts.json {
+                    println!("secret {name} of {repo} removed");
+                }
+            }
         }
         Ok(())
     })

@@ -39,6 +39,103 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/runner-tokens", post(create_registration_token))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/seal-key", get(seal_key))
+        .route("/api/v1/repos/{repo}/secrets", get(list_secrets))
+        .route(
+            "/api/v1/repos/{repo}/secrets/{name}",
+            axum::routing::put(set_secret).delete(delete_secret),
+        )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretValue {
+    value: String,
+}
+
+/// Sets a repository secret. The value is encrypted before it reaches the store and is never
+/// sent back by any route.
+async fn set_secret(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((key, name)): Path<(String, String)>,
+    Json(body): Json<SecretValue>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let repo = find_repo(&state, &key).await?;
+    if !crate::secrets::valid_name(&name) {
+        return Err(ApiError::bad_request(
+            "secret names are environment variable names ([A-Za-z_][A-Za-z0-9_]*, not MOAT_*)",
+        ));
+    }
+    let len = body.value.chars().count();
+    if len < moat_runner::mask::MIN_SECRET_LEN {
+        return Err(ApiError::bad_request(format!(
+            "secret values must be at least {} characters: shorter ones cannot be masked in logs",
+            moat_runner::mask::MIN_SECRET_LEN
+        )));
+    }
+    if body.value.len() > crate::secrets::MAX_VALUE {
+        return Err(ApiError::bad_request(format!(
+            "secret values are limited to {} bytes",
+            crate::secrets::MAX_VALUE
+        )));
+    }
+    let created = crate::secrets::set(&state, repo.id, &name, &body.value, now_ms()).await?;
+    state
+        .store
+        .audit(
+            &admin.actor(),
+            if created {
+                "secret.created"
+            } else {
+                "secret.updated"
+            },
+            None,
+            &json!({ "repo": repo.name, "name": name }).to_string(),
+            now_ms(),
+        )
+        .await?;
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(json!({ "repo": repo.name, "name": name, "created": created })),
+    ))
+}
+
+async fn list_secrets(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(key): Path<String>,
+) -> ApiResult<Json<Vec<crate::store::SecretMeta>>> {
+    let repo = find_repo(&state, &key).await?;
+    Ok(Json(state.store.list_secrets(repo.id).await?))
+}
+
+async fn delete_secret(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((key, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let repo = find_repo(&state, &key).await?;
+    if !state.store.delete_secret(repo.id, &name).await? {
+        return Err(ApiError::not_found(format!(
+            "no secret {name} in {}",
+            repo.name
+        )));
+    }
+    state
+        .store
+        .audit(
+            &admin.actor(),
+            "secret.deleted",
+            None,
+            &json!({ "repo": repo.name, "name": name }).to_string(),
+            now_ms(),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The public age recipient that `moat seal` encrypts to (the identity never leaves the
@@ -310,7 +407,6 @@ async fn run_view(state: &AppState, run: Run) -> ApiResult<RunView> {
         .audit_events(Some(run.id), 1000)
         .await?
         .into_iter()
-        .rev()
         .filter(|e| e.action.starts_with("gate.") || e.action.starts_with("policy."))
         .map(|e| {
             let detail: serde_json::Value =

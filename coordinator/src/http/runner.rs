@@ -245,6 +245,21 @@ async fn assignment(state: &AppState, c: Claimed) -> ApiResult<JobAssignment> {
         .filter_map(|i| jobs.iter().find(|j| j.stage_index == *i).map(|j| j.id))
         .collect();
     let has_dependants = jobs.iter().any(|j| j.needs.contains(&c.job.stage_index));
+    // The outputs of everything this job needs, transitively, nearest first.
+    let mut upstream = Vec::new();
+    let mut queue: std::collections::VecDeque<i64> = c.job.needs.iter().copied().collect();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(i) = queue.pop_front() {
+        if !seen.insert(i) {
+            continue;
+        }
+        if let Some(need) = jobs.iter().find(|j| j.stage_index == i) {
+            if let Some(out) = &need.outputs {
+                upstream.push((need.name.clone(), out.clone()));
+            }
+            queue.extend(need.needs.iter().copied());
+        }
+    }
     Ok(JobAssignment {
         job_id: c.job.id,
         attempt: c.job.attempt,
@@ -257,7 +272,7 @@ async fn assignment(state: &AppState, c: Claimed) -> ApiResult<JobAssignment> {
         lease_ms: state.config.lease.as_millis() as u64,
         heartbeat_ms: state.config.heartbeat.as_millis() as u64,
         secrets,
-        upstream: Vec::new(),
+        upstream,
     })
 }
 
@@ -322,6 +337,7 @@ async fn claim(
                                 outcome: JobOutcome::Failed,
                                 exit_code: None,
                                 reason: Some(reason),
+                                outputs: None,
                             },
                             now_ms(),
                         )
@@ -450,6 +466,7 @@ async fn complete(
         WireOutcome::Cancelled => JobOutcome::Cancelled,
     };
     let reason = req.reason.map(|r| r.chars().take(2000).collect());
+    let req_outputs = (!req.outputs.is_null()).then(|| req.outputs.to_string());
     state
         .store
         .complete_job(
@@ -459,6 +476,7 @@ async fn complete(
                 outcome,
                 exit_code: req.exit_code,
                 reason,
+                outputs: req_outputs,
             },
             now_ms(),
         )

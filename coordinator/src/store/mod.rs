@@ -268,6 +268,33 @@ pub struct Job {
     pub ready_at: Option<Millis>,
     pub started_at: Option<Millis>,
     pub finished_at: Option<Millis>,
+    /// What the stage produced (a build's image, a scan's verdict and findings).
+    pub outputs: Option<serde_json::Value>,
+}
+
+/// A repository secret as stored: ciphertext only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredSecret {
+    pub key_id: String,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSecret")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the API shows of a secret: never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretMeta {
+    pub name: String,
+    pub key_id: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
 }
 
 /// A job handed to a runner, with what it needs to execute it.
@@ -292,6 +319,8 @@ pub struct JobCompletion {
     pub outcome: JobOutcome,
     pub exit_code: Option<i64>,
     pub reason: Option<String>,
+    /// JSON of what the stage produced, if anything.
+    pub outputs: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -410,6 +439,20 @@ pub trait Store: Send + Sync + 'static {
     async fn get_repo_by_name(&self, name: &str) -> Result<Repository>;
     async fn delete_repo(&self, id: i64) -> Result<()>;
     async fn webhook_secret(&self, repo_id: i64) -> Result<String>;
+
+    // Repository secrets (ciphertext; the coordinator holds the key).
+    /// Creates or replaces; returns true when it was new.
+    async fn set_secret(
+        &self,
+        repo_id: i64,
+        name: &str,
+        secret: &StoredSecret,
+        now: Millis,
+    ) -> Result<bool>;
+    async fn get_secret(&self, repo_id: i64, name: &str) -> Result<Option<StoredSecret>>;
+    async fn list_secrets(&self, repo_id: i64) -> Result<Vec<SecretMeta>>;
+    /// Returns whether it existed.
+    async fn delete_secret(&self, repo_id: i64, name: &str) -> Result<bool>;
 
     // Webhook deliveries: stored before the 202, processed asynchronously, at most once.
     /// `None` when this repository already received a delivery with this id.

@@ -28,7 +28,7 @@ use super::{
 use crate::store::{
     AuditEvent, Claimed, Delivery, Expired, Forge, HeartbeatReply, Job, JobCompletion, JobOutcome,
     JobStatus, LogLine, Millis, NewJob, NewLogLine, NewRepository, NewRun, Repository, Result, Run,
-    RunFilter, RunStatus, Runner, Store, StoreError, Token, TokenKind,
+    RunFilter, RunStatus, Runner, SecretMeta, Store, StoreError, StoredSecret, Token, TokenKind,
 };
 
 /// Runs `$body` (an expression that may use `?`) in a write transaction bound to `$c`,
@@ -84,7 +84,7 @@ macro_rules! job_cols {
     () => {
         "id, run_id, repo_id, stage_index, name, status, needs, spec, attempt, max_retries, \
          runner_id, lease_expires_at, exit_code, reason, when_skipped, cancel_requested, \
-         ready_at, started_at, finished_at"
+         ready_at, started_at, finished_at, outputs"
     };
 }
 macro_rules! log_cols {
@@ -210,6 +210,10 @@ fn job_from_row(r: &DbRow) -> Result<Job> {
         ready_at: r.try_get("ready_at")?,
         started_at: r.try_get("started_at")?,
         finished_at: r.try_get("finished_at")?,
+        outputs: r
+            .try_get::<Option<String>, _>("outputs")?
+            .map(|o| serde_json::from_str(&o).map_err(|e| corrupt("job outputs", e)))
+            .transpose()?,
     })
 }
 
@@ -748,7 +752,7 @@ async fn complete_tx(
         "UPDATE jobs SET \
            status = CASE WHEN cancel_requested THEN 'cancelled' ELSE $3 END, \
            reason = CASE WHEN cancel_requested THEN COALESCE($4, reason) ELSE $4 END, \
-           exit_code = $5, finished_at = $6, lease_expires_at = NULL \
+           exit_code = $5, finished_at = $6, lease_expires_at = NULL, outputs = $7 \
          WHERE id = $1 AND runner_id = $2 AND status = 'running' \
          RETURNING run_id",
     )
@@ -758,6 +762,7 @@ async fn complete_tx(
     .bind(&done.reason)
     .bind(done.exit_code)
     .bind(now)
+    .bind(&done.outputs)
     .fetch_optional(&mut *c)
     .await?;
     let Some(row) = row else {
@@ -1038,6 +1043,79 @@ impl Store for Backend {
             .fetch_optional(&mut *self.reader().await?)
             .await?
             .ok_or(StoreError::NotFound)
+    }
+
+    async fn set_secret(
+        &self,
+        repo_id: i64,
+        name: &str,
+        secret: &StoredSecret,
+        now: Millis,
+    ) -> Result<bool> {
+        let created: Millis = sqlx::query_scalar(
+            "INSERT INTO secrets (repo_id, name, key_id, nonce, ciphertext, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) \
+             ON CONFLICT (repo_id, name) DO UPDATE SET key_id = excluded.key_id, \
+               nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated_at = excluded.updated_at \
+             RETURNING created_at",
+        )
+        .bind(repo_id)
+        .bind(name)
+        .bind(&secret.key_id)
+        .bind(&secret.nonce)
+        .bind(&secret.ciphertext)
+        .bind(now)
+        .fetch_one(&mut *self.writer().await?)
+        .await
+        .map_err(|e| classify(e, || "no such repository".into()))?;
+        Ok(created == now)
+    }
+
+    async fn get_secret(&self, repo_id: i64, name: &str) -> Result<Option<StoredSecret>> {
+        let row = sqlx::query(
+            "SELECT key_id, nonce, ciphertext FROM secrets WHERE repo_id = $1 AND name = $2",
+        )
+        .bind(repo_id)
+        .bind(name)
+        .fetch_optional(&mut *self.reader().await?)
+        .await?;
+        row.map(|r| {
+            Ok(StoredSecret {
+                key_id: r.try_get("key_id")?,
+                nonce: r.try_get("nonce")?,
+                ciphertext: r.try_get("ciphertext")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn list_secrets(&self, repo_id: i64) -> Result<Vec<SecretMeta>> {
+        let rows = sqlx::query(
+            "SELECT name, key_id, created_at, updated_at FROM secrets WHERE repo_id = $1 \
+             ORDER BY name",
+        )
+        .bind(repo_id)
+        .fetch_all(&mut *self.reader().await?)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SecretMeta {
+                    name: r.try_get("name")?,
+                    key_id: r.try_get("key_id")?,
+                    created_at: r.try_get("created_at")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_secret(&self, repo_id: i64, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM secrets WHERE repo_id = $1 AND name = $2")
+            .bind(repo_id)
+            .bind(name)
+            .execute(&mut *self.writer().await?)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn insert_delivery(

@@ -1,0 +1,299 @@
+//! Benchmark (not a test): how long a whole image vulnerability scan takes next to the time to
+//! merely read the exported image (the I/O floor), for a large real image.
+//!
+//! For the image named by `--image` (the Debian 12 image `scripts/bench-image-scan` builds
+//! with debootstrap), it measures:
+//!
+//! 1. The I/O floors: the image is exported once through the engine to the `--save` file (the
+//!    `docker save` format); then a plain sequential read of that file (warm page cache), and
+//!    draining `export_image` from the engine without looking at the bytes.
+//! 2. `Database::load` of `--db` (reported separately, not part of the scans).
+//! 3. `scan_saved` on the file, and `scan_image` through the engine, each beside its floor,
+//!    with the ratio. Target (issue 5): at most 2x the floor and under 5 s.
+//! 4. Where a saved-file scan spends its time: `read_saved` (layer walk), `inventory_image`,
+//!    `match_packages`, plus a bare tar walk of the same archive (outer and layer tar headers,
+//!    contents skipped) to show what the tar format alone costs.
+//!
+//! Every time is the median of `--runs` runs (default 5, after one untimed warm-up), with the
+//! minimum and maximum beside it. Usage: `scripts/bench-image-scan [--runs N]` (builds the
+//! image once, then this example in release mode), or directly:
+//! `bench_image_scan --image moat-bench/debian12:1 --db tests/fixtures/advisories --save FILE`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use futures_util::StreamExt;
+use moat_runner::vuln::db::Database;
+use moat_runner::vuln::image::{read_image, read_saved};
+use moat_runner::vuln::inventory::inventory_image;
+use moat_runner::vuln::matcher::match_packages;
+use moat_runner::vuln::scan::{ImageScan, scan_image, scan_saved};
+
+/// The issue's targets.
+const MAX_RATIO: f64 = 2.0;
+const MAX_SCAN: Duration = Duration::from_secs(5);
+
+fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// Median, minimum and maximum of a set of runs.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    median: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Timing {
+    fn of(mut runs: Vec<Duration>) -> Timing {
+        runs.sort();
+        Timing {
+            median: runs[runs.len() / 2],
+            min: runs[0],
+            max: runs[runs.len() - 1],
+        }
+    }
+}
+
+impl std::fmt::Display for Timing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:>8.3} s  ({:.3}–{:.3})",
+            self.median.as_secs_f64(),
+            self.min.as_secs_f64(),
+            self.max.as_secs_f64()
+        )
+    }
+}
+
+/// Runs `f` once untimed, then `runs` times timed; returns the timing and the last result.
+fn measure<T>(runs: usize, mut f: impl FnMut() -> T) -> (Timing, T) {
+    let mut last = f();
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        last = f();
+        times.push(start.elapsed());
+    }
+    (Timing::of(times), last)
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Exports the image through the engine into `path` (written whole, then synced so that
+/// writeback does not disturb the timings). Returns the size.
+async fn export_to(docker: &Docker, id: &str, path: &Path) -> io::Result<u64> {
+    let tmp = path.with_extension("partial");
+    let mut out = io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+    let mut n = 0u64;
+    let stream = docker.export_image(id);
+    futures_util::pin_mut!(stream);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(io::Error::other)?;
+        n += chunk.len() as u64;
+        out.write_all(&chunk)?;
+    }
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(n)
+}
+
+/// The file floor: a plain sequential read of the whole file into one reused 1 MiB buffer.
+fn read_file(path: &Path) -> u64 {
+    let mut f = File::open(path).expect("open the saved image");
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return n,
+            Ok(k) => n += k as u64,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("reading {}: {e}", path.display()),
+        }
+    }
+}
+
+/// The engine floor: every byte of `export_image`, counted and dropped.
+async fn drain_export(docker: &Docker, id: &str) -> u64 {
+    let stream = docker.export_image(id);
+    futures_util::pin_mut!(stream);
+    let mut n = 0u64;
+    while let Some(chunk) = stream.next().await {
+        n += chunk.expect("export the image").len() as u64;
+    }
+    n
+}
+
+/// A bare walk of the archive: outer entries, and for each layer tar its entries' headers,
+/// contents skipped (what the tar format alone costs). Returns (layers, layer entries).
+fn tar_walk(path: &Path) -> (usize, u64) {
+    let file = io::BufReader::with_capacity(1 << 20, File::open(path).expect("open"));
+    let mut outer = tar::Archive::new(file);
+    let (mut layers, mut entries) = (0, 0u64);
+    for entry in outer.entries().expect("outer tar") {
+        let entry = entry.expect("outer entry");
+        let path = entry.path_bytes().into_owned();
+        if !path.ends_with(b"layer.tar") || !entry.header().entry_type().is_file() {
+            continue;
+        }
+        layers += 1;
+        let mut inner = tar::Archive::new(entry);
+        for e in inner.entries().expect("layer tar") {
+            let e = e.expect("layer entry");
+            std::hint::black_box(e.path_bytes());
+            entries += 1;
+        }
+    }
+    (layers, entries)
+}
+
+fn packages_by_ecosystem(scan: &ImageScan) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in &scan.packages {
+        *counts.entry(p.ecosystem.osv_name()).or_default() += 1;
+    }
+    counts
+        .iter()
+        .map(|(e, n)| format!("{e} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn verdict(scan: Timing, floor: Timing) -> (f64, &'static str) {
+    let ratio = scan.median.as_secs_f64() / floor.median.as_secs_f64();
+    let met = ratio <= MAX_RATIO && scan.median < MAX_SCAN;
+    (ratio, if met { "met" } else { "MISSED" })
+}
+
+fn main() {
+    let image = arg("--image", "moat-bench/debian12:1");
+    let db_dir = PathBuf::from(arg("--db", "tests/fixtures/advisories"));
+    let save = PathBuf::from(arg(
+        "--save",
+        &std::env::temp_dir()
+            .join("moat-bench-image.save.tar")
+            .to_string_lossy(),
+    ));
+    let runs: usize = arg("--runs", "5").parse().expect("--runs N");
+    assert!(runs >= 1, "--runs must be at least 1");
+
+    // The same kind of runtime `moat scan image` uses.
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let docker = rt
+        .block_on(moat_runner::docker::connect())
+        .expect("a running Docker engine");
+    let inspect = rt
+        .block_on(docker.inspect_image(&image))
+        .unwrap_or_else(|e| panic!("image {image}: {e} (scripts/bench-image-scan builds it)"));
+    let id = inspect.id.clone().expect("image ID");
+
+    println!("image-scan benchmark: {image} ({id})");
+    let start = Instant::now();
+    let size = rt
+        .block_on(export_to(&docker, &id, &save))
+        .unwrap_or_else(|e| panic!("exporting to {}: {e}", save.display()));
+    println!(
+        "  exported to {} in {:.1} s: {:.0} MiB; {runs} timed runs each, median (min–max)",
+        save.display(),
+        start.elapsed().as_secs_f64(),
+        mib(size)
+    );
+
+    // 1. The floors.
+    let (file_floor, n) = measure(runs, || read_file(&save));
+    assert_eq!(n, size);
+    let (engine_floor, n) = measure(runs, || rt.block_on(drain_export(&docker, &id)));
+    assert_eq!(n, size, "the engine exported a different archive size");
+
+    // 2. The database.
+    let (load, db) = measure(runs.min(3), || {
+        Database::load(&db_dir).unwrap_or_else(|e| panic!("database {}: {e}", db_dir.display()))
+    });
+
+    // 3. The scans.
+    let (saved, saved_scan) = measure(runs, || scan_saved(&save, None, &db).expect("scan_saved"));
+    let (engine, engine_scan) = measure(runs, || {
+        rt.block_on(scan_image(&docker, &image, &db))
+            .expect("scan_image")
+    });
+    assert_eq!(saved_scan.packages, engine_scan.packages);
+    assert_eq!(saved_scan.findings, engine_scan.findings);
+
+    // 4. Phases of the saved-file scan.
+    let (walk, (layers, entries)) = measure(runs, || tar_walk(&save));
+    let (read, tree) = measure(runs, || read_saved(&save, None).expect("read_saved"));
+    let (inv_t, inv) = measure(runs, || inventory_image(&tree));
+    let (match_t, findings) = measure(runs, || match_packages(&db, &inv.packages));
+    let (read_engine, _) = measure(runs.min(3), || {
+        rt.block_on(read_image(&docker, &image))
+            .expect("read_image")
+    });
+
+    let os = saved_scan
+        .os
+        .as_ref()
+        .map(|o| format!("{o:?}"))
+        .unwrap_or_else(|| "unknown".into());
+    println!(
+        "  image: {:.0} MiB, {layers} layer(s), {entries} tar entries, {} kept paths; os {os}",
+        mib(size),
+        tree.files.len()
+    );
+    println!(
+        "  found: {} packages ({}), {} findings, {} warnings",
+        saved_scan.packages.len(),
+        packages_by_ecosystem(&saved_scan),
+        saved_scan.findings.len(),
+        saved_scan.warnings.len()
+    );
+    for w in saved_scan.warnings.iter().take(5) {
+        println!("    warning: {w}");
+    }
+    println!(
+        "  database: {} advisories from {} ({} files), loaded in {load}",
+        db.len(),
+        db_dir.display(),
+        db.stats().files
+    );
+    println!();
+    println!(
+        "  floor, read the saved file  {file_floor}   {:.0} MiB/s",
+        mib(size) / file_floor.median.as_secs_f64()
+    );
+    println!(
+        "  floor, drain engine export  {engine_floor}   {:.0} MiB/s",
+        mib(size) / engine_floor.median.as_secs_f64()
+    );
+    println!("  phases of scan_saved:");
+    println!("    bare tar walk (headers)   {walk}");
+    println!("    read_saved (layer walk)   {read}");
+    println!("    inventory_image           {inv_t}");
+    println!(
+        "    match_packages            {match_t}   ({} findings)",
+        findings.len()
+    );
+    println!("    read_image (engine)       {read_engine}");
+    println!();
+    let (r_saved, v_saved) = verdict(saved, file_floor);
+    let (r_engine, v_engine) = verdict(engine, engine_floor);
+    println!("  scan_saved (file)           {saved}   {r_saved:.2}x the file floor: {v_saved}");
+    println!(
+        "  scan_image (engine)         {engine}   {r_engine:.2}x the engine floor: {v_engine}"
+    );
+    println!(
+        "  target: <= {MAX_RATIO:.1}x the floor and under {} s",
+        MAX_SCAN.as_secs()
+    );
+}
