@@ -1162,7 +1162,7 @@ stages:
     commands:
       - echo "pw=$DB_PASSWORD"
       - printf '%s' "$DB_PASSWORD" | base64
-      - echo "url Pa55%20w0rd%2F%2BQ%3Dx"
+      - echo "url $(printf '%s' "$DB_PASSWORD" | sed -e 's/ /%20/g' -e 's|/|%2F|g' -e 's/+/%2B/g' -e 's/=/%3D/g')"
       - printf '%s\n' "$SIGNING_KEY" | while read -r l; do printf '%s' "$l" | head -c 10; sleep 0.2; printf '%s\n' "$(printf '%s' "$l" | tail -c +11)"; done
       - cat /run/secrets/DB_PASSWORD; echo
 "#

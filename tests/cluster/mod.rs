@@ -690,7 +690,14 @@ impl Db {
     /// every text column of Postgres.
     pub async fn contains(&self, data_dir: &Path, needle: &str) -> bool {
         match &self.pg {
-            None => grep_dir(data_dir, needle.as_bytes()),
+            None => {
+                let file = self
+                    .url
+                    .trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:");
+                let db_dir = Path::new(file).parent().unwrap_or(data_dir);
+                grep_dir(db_dir, needle.as_bytes()) || grep_dir(data_dir, needle.as_bytes())
+            }
             Some((server, name)) => {
                 use sqlx::Connection;
                 let url = self.url.clone();
