@@ -15,7 +15,8 @@
 //!    contents skipped) to show what the tar format alone costs.
 //!
 //! Every time is the median of `--runs` runs (default 5, after one untimed warm-up), with the
-//! minimum and maximum beside it. Usage: `scripts/bench-image-scan [--runs N]` (builds the
+//! minimum and maximum beside it. `--no-engine` skips the engine floor and `scan_image` (the
+//! slow part, for profiling the rest). Usage: `scripts/bench-image-scan [--runs N]` (builds the
 //! image once, then this example in release mode), or directly:
 //! `bench_image_scan --image moat-bench/debian12:1 --db tests/fixtures/advisories --save FILE`.
 
@@ -188,6 +189,7 @@ fn main() {
     ));
     let runs: usize = arg("--runs", "5").parse().expect("--runs N");
     assert!(runs >= 1, "--runs must be at least 1");
+    let with_engine = !std::env::args().any(|a| a == "--no-engine");
 
     // The same kind of runtime `moat scan image` uses.
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
@@ -214,8 +216,11 @@ fn main() {
     // 1. The floors.
     let (file_floor, n) = measure(runs, || read_file(&save));
     assert_eq!(n, size);
-    let (engine_floor, n) = measure(runs, || rt.block_on(drain_export(&docker, &id)));
-    assert_eq!(n, size, "the engine exported a different archive size");
+    let engine_floor = with_engine.then(|| {
+        let (t, n) = measure(runs, || rt.block_on(drain_export(&docker, &id)));
+        assert_eq!(n, size, "the engine exported a different archive size");
+        t
+    });
 
     // 2. The database.
     let (load, db) = measure(runs.min(3), || {
@@ -224,30 +229,36 @@ fn main() {
 
     // 3. The scans.
     let (saved, saved_scan) = measure(runs, || scan_saved(&save, None, &db).expect("scan_saved"));
-    let (engine, engine_scan) = measure(runs, || {
-        rt.block_on(scan_image(&docker, &image, &db))
-            .expect("scan_image")
+    let engine = with_engine.then(|| {
+        let (t, scan) = measure(runs, || {
+            rt.block_on(scan_image(&docker, &image, &db))
+                .expect("scan_image")
+        });
+        assert_eq!(saved_scan.packages, scan.packages);
+        assert_eq!(saved_scan.findings, scan.findings);
+        t
     });
-    assert_eq!(saved_scan.packages, engine_scan.packages);
-    assert_eq!(saved_scan.findings, engine_scan.findings);
 
     // 4. Phases of the saved-file scan.
     let (walk, (layers, entries)) = measure(runs, || tar_walk(&save));
     let (read, tree) = measure(runs, || read_saved(&save, None).expect("read_saved"));
     let (inv_t, inv) = measure(runs, || inventory_image(&tree));
     let (match_t, findings) = measure(runs, || match_packages(&db, &inv.packages));
-    let (read_engine, _) = measure(runs.min(3), || {
-        rt.block_on(read_image(&docker, &image))
-            .expect("read_image")
+    let read_engine = with_engine.then(|| {
+        measure(runs.min(3), || {
+            rt.block_on(read_image(&docker, &image))
+                .expect("read_image")
+        })
+        .0
     });
 
     let os = saved_scan
         .os
         .as_ref()
-        .map(|o| format!("{o:?}"))
+        .and_then(|o| o.pretty_name.clone())
         .unwrap_or_else(|| "unknown".into());
     println!(
-        "  image: {:.0} MiB, {layers} layer(s), {entries} tar entries, {} kept paths; os {os}",
+        "  image: {:.0} MiB, {layers} layer(s), {entries} tar entries, {} kept paths; {os}",
         mib(size),
         tree.files.len()
     );
@@ -272,10 +283,12 @@ fn main() {
         "  floor, read the saved file  {file_floor}   {:.0} MiB/s",
         mib(size) / file_floor.median.as_secs_f64()
     );
-    println!(
-        "  floor, drain engine export  {engine_floor}   {:.0} MiB/s",
-        mib(size) / engine_floor.median.as_secs_f64()
-    );
+    if let Some(t) = engine_floor {
+        println!(
+            "  floor, drain engine export  {t}   {:.0} MiB/s",
+            mib(size) / t.median.as_secs_f64()
+        );
+    }
     println!("  phases of scan_saved:");
     println!("    bare tar walk (headers)   {walk}");
     println!("    read_saved (layer walk)   {read}");
@@ -284,14 +297,16 @@ fn main() {
         "    match_packages            {match_t}   ({} findings)",
         findings.len()
     );
-    println!("    read_image (engine)       {read_engine}");
+    if let Some(t) = read_engine {
+        println!("    read_image (engine)       {t}");
+    }
     println!();
     let (r_saved, v_saved) = verdict(saved, file_floor);
-    let (r_engine, v_engine) = verdict(engine, engine_floor);
     println!("  scan_saved (file)           {saved}   {r_saved:.2}x the file floor: {v_saved}");
-    println!(
-        "  scan_image (engine)         {engine}   {r_engine:.2}x the engine floor: {v_engine}"
-    );
+    if let (Some(t), Some(floor)) = (engine, engine_floor) {
+        let (r, v) = verdict(t, floor);
+        println!("  scan_image (engine)         {t}   {r:.2}x the engine floor: {v}");
+    }
     println!(
         "  target: <= {MAX_RATIO:.1}x the floor and under {} s",
         MAX_SCAN.as_secs()

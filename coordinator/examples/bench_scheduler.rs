@@ -144,6 +144,24 @@ impl Dist {
     }
 }
 
+/// CPU time (user + system, all threads) this process has used: the coordinator and the fake
+/// runners together. Less sensitive than wall time to other load on the machine.
+fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may contain spaces): utime and stime are the 12th
+    // and 13th, in clock ticks (USER_HZ, 100 on Linux).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    Duration::from_millis(f.iter().sum::<u64>() * 10)
+}
+
 fn ms(d: Duration) -> String {
     let m = d.as_secs_f64() * 1000.0;
     if m >= 100.0 {
@@ -482,6 +500,8 @@ struct RoundResult {
     queue_secs: f64,
     drain_secs: f64,
     jobs_per_sec: f64,
+    /// CPU of this process (coordinator and fake runners) per drained job.
+    cpu_per_job: Duration,
     queue_to_claim: Dist,
     claim_rtt: Dist,
     complete_rtt: Dist,
@@ -635,6 +655,7 @@ async fn measure(
     }
     let stop = CancellationToken::new();
     let t = Instant::now();
+    let cpu = process_cpu();
     let set = if opts.direct {
         let done = Arc::new(AtomicUsize::new(0));
         let mut set = tokio::task::JoinSet::new();
@@ -649,6 +670,7 @@ async fn measure(
     };
     let logs = join_slots(set).await?;
     let drain = t.elapsed();
+    let cpu_per_job = (process_cpu() - cpu) / opts.jobs.max(1) as u32;
     let statements = counter.map(|c| c.take());
 
     let mut claims: Vec<&Claim> = logs.iter().flat_map(|l| &l.claims).collect();
@@ -719,6 +741,7 @@ async fn measure(
         queue_secs,
         drain_secs: drain.as_secs_f64(),
         jobs_per_sec: opts.jobs as f64 / drain.as_secs_f64(),
+        cpu_per_job,
         queue_to_claim,
         claim_rtt,
         complete_rtt,
@@ -762,6 +785,14 @@ fn print_round(backend: &str, opts: &Opts, r: &RoundResult) {
         opts.slots,
         r.drain_secs,
         r.jobs_per_sec
+    );
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!(
+        "    CPU: {:.0} µs per job (this process: coordinator and fake runners together; {cores} cores at this cost ≈ {:.0} jobs/s)",
+        r.cpu_per_job.as_secs_f64() * 1e6,
+        cores as f64 / r.cpu_per_job.as_secs_f64().max(1e-9)
     );
     println!(
         "    queue-to-claim latency: p50 {}, p99 {}, max {} (pre-filled queue: mostly waiting behind other jobs)",
@@ -855,6 +886,7 @@ async fn main() -> anyhow::Result<()> {
     println!("\n== summary (ranges over {} round(s)) ==", opts.rounds);
     for (backend, rs) in &all {
         let (lo, hi) = range(rs.iter().map(|r| r.jobs_per_sec));
+        let (clo, chi) = range(rs.iter().map(|r| r.cpu_per_job.as_secs_f64() * 1e6));
         let (q50lo, q50hi) = range(rs.iter().map(|r| r.queue_to_claim.p50.as_secs_f64() * 1e3));
         let (q99lo, q99hi) = range(rs.iter().map(|r| r.queue_to_claim.p99.as_secs_f64() * 1e3));
         let (i50lo, i50hi) = range(rs.iter().map(|r| r.idle.p50.as_secs_f64() * 1e3));
@@ -872,7 +904,7 @@ async fn main() -> anyhow::Result<()> {
             String::new()
         };
         println!(
-            "{backend:<8} drain {lo:.0}–{hi:.0} jobs/s{target}; queue-to-claim p50 {q50lo:.0}–{q50hi:.0} ms, p99 {q99lo:.0}–{q99hi:.0} ms{idle}"
+            "{backend:<8} drain {lo:.0}–{hi:.0} jobs/s{target}, CPU {clo:.0}–{chi:.0} µs/job; queue-to-claim p50 {q50lo:.0}–{q50hi:.0} ms, p99 {q99lo:.0}–{q99hi:.0} ms{idle}"
         );
     }
     Ok(())

@@ -466,6 +466,7 @@ impl App {
                     needs: s.needs.iter().map(|&i| i as i64).collect(),
                     spec: serde_json::to_string(s)?,
                     skip: s.skip.clone(),
+                    approval_required: s.approval == moat_pipelines::Approval::Required,
                 });
             }
         }

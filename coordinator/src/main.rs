@@ -84,6 +84,15 @@ enum Command {
         client: cli::admin::ClientOpts,
         run: i64,
     },
+    /// Approve a run's stages that require an approval (`approval: required`).
+    Approve {
+        #[command(flatten)]
+        client: cli::admin::ClientOpts,
+        run: i64,
+        /// Only this stage.
+        #[arg(long)]
+        stage: Option<String>,
+    },
     /// Start a run of a repository's branch by hand.
     Trigger {
         #[command(flatten)]
@@ -187,6 +196,7 @@ fn main() -> ExitCode {
         } => cli::admin::logs(client, run, follow),
         Command::Cancel { client, run } => cli::admin::cancel(client, run),
         Command::Rerun { client, run } => cli::admin::rerun(client, run),
+        Command::Approve { client, run, stage } => cli::admin::approve(client, run, stage),
         Command::Trigger {
             client,
             repo,

@@ -2,6 +2,10 @@
 -- what a stage produced (a build's image, a scan's verdict) for later stages and deploy gates.
 
 ALTER TABLE jobs ADD COLUMN outputs TEXT; -- JSON
+-- `approval: required` stages wait in 'pending' after their needs passed until approved.
+ALTER TABLE jobs ADD COLUMN approval_required BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE jobs ADD COLUMN approved_by TEXT;
+ALTER TABLE jobs ADD COLUMN approved_at BIGINT;
 
 CREATE TABLE secrets (
     repo_id    BIGINT NOT NULL REFERENCES repos (id) ON DELETE CASCADE,

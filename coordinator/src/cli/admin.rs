@@ -611,3 +611,25 @@ pub fn secret(opts: ClientOpts, cmd: SecretCommand) -> u8 {
         Ok(())
     })
 }
+
+pub fn approve(opts: ClientOpts, run: i64, stage: Option<String>) -> u8 {
+    block_on(async move {
+        let api = Api::new(&opts)?;
+        let v = api
+            .post(
+                &format!("/api/v1/runs/{run}/approve"),
+                json!({ "stage": stage }),
+            )
+            .await?;
+        if opts.json {
+            print_json(&v);
+        } else {
+            for j in v["stages"].as_array().into_iter().flatten() {
+                if let Some(by) = j["approved_by"].as_str() {
+                    println!("{}: approved by {by}", s(&j["name"]));
+                }
+            }
+        }
+        Ok(())
+    })
+}

@@ -35,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/runs/{id}/logs", get(run_logs))
         .route("/api/v1/runs/{id}/cancel", post(cancel_run))
         .route("/api/v1/runs/{id}/rerun", post(rerun))
+        .route("/api/v1/runs/{id}/approve", post(approve))
         .route("/api/v1/runners", get(list_runners))
         .route("/api/v1/runner-tokens", post(create_registration_token))
         .route("/api/v1/audit", get(audit))
@@ -639,6 +640,59 @@ async fn rerun(
         )
         .await?;
     Ok((StatusCode::CREATED, Json(run_view(&state, run).await?)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ApproveBody {
+    /// Only this stage; by default every stage of the run that waits for an approval.
+    stage: Option<String>,
+}
+
+/// Gives the approvals a run's `approval: required` stages wait for, recording who gave them.
+async fn approve(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<i64>,
+    body: Option<Json<ApproveBody>>,
+) -> ApiResult<Json<RunView>> {
+    let run = load_run(&state, id).await?;
+    let only = body.and_then(|b| b.0.stage);
+    let waiting: Vec<Job> = state
+        .store
+        .jobs_of_run(id)
+        .await?
+        .into_iter()
+        .filter(|j| {
+            j.approval_required
+                && j.approved_by.is_none()
+                && !j.status.is_finished()
+                && only.as_ref().is_none_or(|s| s == &j.name)
+        })
+        .collect();
+    if waiting.is_empty() {
+        return Err(ApiError::conflict(match &only {
+            Some(s) => format!("stage {s} of run {id} is not waiting for an approval"),
+            None => format!("no stage of run {id} is waiting for an approval"),
+        }));
+    }
+    let actor = admin.actor();
+    for job in &waiting {
+        state.store.approve_job(job.id, &actor, now_ms()).await?;
+        state
+            .store
+            .audit(
+                &actor,
+                "gate.approval",
+                Some(id),
+                &json!({ "stage": job.name, "approved_by": actor, "environment": serde_json::from_str::<moat_pipelines::PlannedStage>(&job.spec).ok().and_then(|s| s.environment) }).to_string(),
+                now_ms(),
+            )
+            .await?;
+    }
+    state.publish(Topic::Jobs);
+    let run = state.store.get_run(run.id).await?;
+    Ok(Json(run_view(&state, run).await?))
 }
 
 async fn list_runners(State(state): State<AppState>, _: Admin) -> ApiResult<Json<Vec<Runner>>> {

@@ -149,11 +149,8 @@ fn deploy_refusal(
             return Some(format!("refused: scan stage {} did not pass", failed.name));
         }
     }
-    if stage.approval == moat_pipelines::Approval::Required {
-        return Some(
-            "refused: this deploy requires an approval, and approvals are not supported yet"
-                .to_string(),
-        );
+    if stage.approval == moat_pipelines::Approval::Required && job.approved_by.is_none() {
+        return Some("refused: this deploy requires an approval (moat approve RUN)".to_string());
     }
     None
 }

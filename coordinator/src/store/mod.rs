@@ -242,6 +242,8 @@ pub struct NewJob {
     pub spec: String,
     /// `Some(reason)`: excluded by `when:`; counts as satisfied for its dependants.
     pub skip: Option<String>,
+    /// Waits for [`Store::approve_job`] once its needs passed.
+    pub approval_required: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,6 +272,9 @@ pub struct Job {
     pub finished_at: Option<Millis>,
     /// What the stage produced (a build's image, a scan's verdict and findings).
     pub outputs: Option<serde_json::Value>,
+    pub approval_required: bool,
+    /// Who approved it, when it needed an approval.
+    pub approved_by: Option<String>,
 }
 
 /// A repository secret as stored: ciphertext only.
@@ -507,6 +512,10 @@ pub trait Store: Send + Sync + 'static {
         done: JobCompletion,
         now: Millis,
     ) -> Result<()>;
+    /// Approves a job that waits for an approval (its needs may still be running); the run is
+    /// settled, so an approved job whose needs passed becomes ready. `Conflict` when the job
+    /// needs no approval or already has one.
+    async fn approve_job(&self, job_id: i64, approver: &str, now: Millis) -> Result<Job>;
     /// Running jobs whose lease expired: back to ready while retries remain, failed otherwise
     /// (with the reason); cancel-requested ones become cancelled.
     async fn expire_leases(&self, now: Millis) -> Result<Vec<Expired>>;

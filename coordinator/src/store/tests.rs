@@ -189,6 +189,7 @@ store_tests!(
     audit,
     list_runs_filters,
     secrets_and_outputs,
+    approvals,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -213,6 +214,7 @@ fn job(stage_index: i64, name: &str, needs: &[i64]) -> NewJob {
         needs: needs.to_vec(),
         spec: format!("{{\"stage\":\"{name}\"}}"),
         skip: None,
+        approval_required: false,
     }
 }
 
@@ -1331,6 +1333,65 @@ mod cases {
         assert_eq!(s.get_secret(a.id, "TOKEN").await.unwrap(), None);
     }
 
+    pub async fn approvals(ctx: Ctx) {
+        let s = &*ctx.store;
+        let a = s.create_repo(new_repo("a")).await.unwrap();
+        let mut deploy = job(1, "deploy", &[0]);
+        deploy.approval_required = true;
+        let mut early = job(0, "gate", &[]);
+        early.approval_required = true;
+        let run = s
+            .create_run(
+                push_run(a.id, "main", vec![job(0, "build", &[]), deploy]),
+                1,
+            )
+            .await
+            .unwrap();
+        let c = s.claim_job(1, 2, LEASE).await.unwrap().unwrap();
+        s.complete_job(c.job.id, 1, passed(), 3).await.unwrap();
+        // The need passed; the deploy waits.
+        let jobs = s.jobs_of_run(run.id).await.unwrap();
+        assert_eq!(jobs[1].status, JobStatus::Pending);
+        assert_eq!(jobs[1].reason.as_deref(), Some("waiting for approval"));
+        assert!(s.claim_job(1, 4, LEASE).await.unwrap().is_none());
+        assert_eq!(s.get_run(run.id).await.unwrap().status, RunStatus::Running);
+        // Approved: ready, claimable, the run finishes.
+        let approved = s.approve_job(jobs[1].id, "alice", 5).await.unwrap();
+        assert_eq!(approved.approved_by.as_deref(), Some("alice"));
+        assert_eq!(approved.status, JobStatus::Ready);
+        assert_eq!(approved.reason, None);
+        assert!(matches!(
+            s.approve_job(jobs[1].id, "bob", 6).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            s.approve_job(jobs[0].id, "bob", 6).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let c = s.claim_job(1, 7, LEASE).await.unwrap().unwrap();
+        assert_eq!(c.job.name, "deploy");
+        s.complete_job(c.job.id, 1, passed(), 8).await.unwrap();
+        assert_eq!(s.get_run(run.id).await.unwrap().status, RunStatus::Passed);
+
+        // A job without needs that requires approval waits from the start; an approval given
+        // before its needs are done is kept.
+        let run2 = s
+            .create_run(push_run(a.id, "main", vec![early]), 10)
+            .await
+            .unwrap();
+        let j = &s.jobs_of_run(run2.id).await.unwrap()[0];
+        assert_eq!(j.status, JobStatus::Pending);
+        assert!(s.claim_job(1, 11, LEASE).await.unwrap().is_none());
+        assert_eq!(
+            s.approve_job(j.id, "carol", 12).await.unwrap().status,
+            JobStatus::Ready
+        );
+        assert!(matches!(
+            s.approve_job(99_999, "x", 13).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
     pub async fn audit(ctx: Ctx) {
         let s = &*ctx.store;
         let a = s.create_repo(new_repo("a")).await.unwrap();
@@ -1424,120 +1485,5 @@ mod cases {
             .await
             .unwrap();
         assert_eq!(got, vec![s.get_run(b1.id).await.unwrap()]);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Throughput (a measurement, not a test):
-//   cargo test -p moat-coordinator --release --lib store::tests::claim_throughput -- \
-//       --ignored --nocapture
-
-/// CPU time (user + system) of this process so far, from `/proc/self/stat`: a figure that,
-/// unlike wall time, hardly moves when other work shares the machine.
-fn cpu_time() -> std::time::Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // USER_HZ is 100 on Linux.
-    std::time::Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "measurement; run with --release --ignored --nocapture"]
-async fn claim_throughput() {
-    let mut dbs = vec![("sqlite", TestDb::sqlite())];
-    if let Ok(server) = std::env::var("MOAT_TEST_POSTGRES") {
-        dbs.push(("postgres", TestDb::postgres(&server).await));
-    }
-    for (backend, db) in dbs {
-        let s = connect(&db.url).await.unwrap();
-        let t = Instant::now();
-        let mut repos = Vec::new();
-        for r in 0..100 {
-            repos.push(s.create_repo(new_repo(&format!("r{r}"))).await.unwrap().id);
-        }
-        for i in 0..10_000 {
-            s.create_run(
-                push_run(repos[i % 100], "main", vec![job(0, "t", &[])]),
-                now_ms(),
-            )
-            .await
-            .unwrap();
-        }
-        println!(
-            "{backend}: queued 10 000 jobs in 100 repositories in {:.2?}",
-            t.elapsed()
-        );
-
-        let runner = s.create_runner("bench", b"bench-token", 8).await.unwrap();
-        // `api`: also the reads and writes the HTTP layer makes around each claim and
-        // completion today (auth, touch, the run's jobs, the held-job check).
-        for (tasks, api) in [(1, false), (4, false), (4, true)] {
-            let per_task = 2_000 / tasks;
-            let t = Instant::now();
-            let cpu0 = cpu_time();
-            let mut handles = Vec::new();
-            for _ in 0..tasks {
-                let s = s.clone();
-                let runner = runner.id;
-                handles.push(tokio::spawn(async move {
-                    let mut latencies = Vec::with_capacity(per_task);
-                    for _ in 0..per_task {
-                        let started = Instant::now();
-                        if api {
-                            s.runner_by_token(b"bench-token").await.unwrap().unwrap();
-                            s.touch_runner(runner, now_ms()).await.unwrap();
-                        }
-                        let c = s
-                            .claim_job(runner, now_ms(), LEASE)
-                            .await
-                            .unwrap()
-                            .expect("work left");
-                        latencies.push(started.elapsed());
-                        if api {
-                            s.jobs_of_run(c.run.id).await.unwrap();
-                            s.runner_by_token(b"bench-token").await.unwrap().unwrap();
-                            s.touch_runner(runner, now_ms()).await.unwrap();
-                            s.get_job(c.job.id).await.unwrap();
-                            s.get_run(c.run.id).await.unwrap();
-                            s.jobs_of_run(c.run.id).await.unwrap();
-                        }
-                        s.complete_job(c.job.id, runner, passed(), now_ms())
-                            .await
-                            .unwrap();
-                    }
-                    latencies
-                }));
-            }
-            let mut latencies = Vec::new();
-            for h in handles {
-                latencies.extend(h.await.unwrap());
-            }
-            let elapsed = t.elapsed();
-            let cpu = cpu_time() - cpu0;
-            latencies.sort();
-            let pct = |p: f64| {
-                latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)]
-            };
-            println!(
-                "{backend}: {} claim+complete cycles, {tasks} claimer(s){}: {:.0}/s \
-                 (claim p50 {:.2?}, p99 {:.2?}); client CPU {:.0} µs/cycle",
-                latencies.len(),
-                if api { ", with the API's calls" } else { "" },
-                latencies.len() as f64 / elapsed.as_secs_f64(),
-                pct(0.5),
-                pct(0.99),
-                cpu.as_secs_f64() * 1e6 / latencies.len() as f64,
-            );
-        }
-        drop(s);
-        check_counters(&db.url).await;
     }
 }

@@ -84,7 +84,7 @@ macro_rules! job_cols {
     () => {
         "id, run_id, repo_id, stage_index, name, status, needs, spec, attempt, max_retries, \
          runner_id, lease_expires_at, exit_code, reason, when_skipped, cancel_requested, \
-         ready_at, started_at, finished_at, outputs"
+         ready_at, started_at, finished_at, outputs, approval_required, approved_by"
     };
 }
 macro_rules! log_cols {
@@ -210,6 +210,8 @@ fn job_from_row(r: &DbRow) -> Result<Job> {
         ready_at: r.try_get("ready_at")?,
         started_at: r.try_get("started_at")?,
         finished_at: r.try_get("finished_at")?,
+        approval_required: r.try_get("approval_required")?,
+        approved_by: r.try_get("approved_by")?,
         outputs: r
             .try_get::<Option<String>, _>("outputs")?
             .map(|o| serde_json::from_str(&o).map_err(|e| corrupt("job outputs", e)))
@@ -312,6 +314,8 @@ struct JobState {
     status: JobStatus,
     needs: Vec<i64>,
     when_skipped: bool,
+    /// Needs an approval that has not been given yet.
+    awaits_approval: bool,
 }
 
 /// Brings a run up to date after any of its jobs changed: pending jobs whose needs are all
@@ -322,6 +326,7 @@ async fn settle_run(c: &mut Conn, run_id: i64, now: Millis) -> Result<()> {
     // The run's flags ride along on every job row, saving a query per completion.
     let rows = sqlx::query(
         "SELECT j.id, j.stage_index, j.name, j.status, j.needs, j.when_skipped, \
+         j.approval_required, j.approved_by, \
          r.status AS run_status, r.cancel_requested AS run_cancel \
          FROM jobs j JOIN runs r ON r.id = j.run_id WHERE j.run_id = $1 ORDER BY j.stage_index",
     )
@@ -340,11 +345,14 @@ async fn settle_run(c: &mut Conn, run_id: i64, now: Millis) -> Result<()> {
             status: JobStatus::parse(&status).ok_or_else(|| corrupt("job status", &status))?,
             needs: serde_json::from_str(&needs).map_err(|e| corrupt("job needs", e))?,
             when_skipped: row.try_get("when_skipped")?,
+            awaits_approval: row.try_get::<bool, _>("approval_required")?
+                && row.try_get::<Option<String>, _>("approved_by")?.is_none(),
         });
     }
 
     let mut ready = Vec::new();
     let mut skipped: Vec<(i64, String)> = Vec::new();
+    let mut waiting = Vec::new();
     loop {
         let mut changed = false;
         for i in 0..jobs.len() {
@@ -377,6 +385,13 @@ async fn settle_run(c: &mut Conn, run_id: i64, now: Millis) -> Result<()> {
             if undecided {
                 continue;
             }
+            if blocker.is_none() && jobs[i].awaits_approval {
+                // Every need passed; the job waits for `moat approve` (once noted).
+                if !waiting.contains(&jobs[i].id) {
+                    waiting.push(jobs[i].id);
+                }
+                continue;
+            }
             changed = true;
             match blocker {
                 None => {
@@ -394,6 +409,14 @@ async fn settle_run(c: &mut Conn, run_id: i64, now: Millis) -> Result<()> {
         }
     }
 
+    for id in &waiting {
+        sqlx::query(
+            "UPDATE jobs SET reason = 'waiting for approval' WHERE id = $1 AND reason IS NULL",
+        )
+        .bind(id)
+        .execute(&mut *c)
+        .await?;
+    }
     for id in &ready {
         sqlx::query("UPDATE jobs SET status = 'ready', ready_at = $2 WHERE id = $1")
             .bind(id)
@@ -600,16 +623,17 @@ async fn create_run_tx(c: &mut Conn, run: &NewRun, now: Millis) -> Result<i64> {
         for job in &run.jobs {
             let (status, ready_at, finished_at) = if job.skip.is_some() {
                 (JobStatus::Skipped, None, Some(now))
-            } else if job.needs.is_empty() {
+            } else if job.needs.is_empty() && !job.approval_required {
                 (JobStatus::Ready, Some(now), None)
             } else {
+                // Needs, or an approval, decide later (settle_run).
                 (JobStatus::Pending, None, None)
             };
             let needs = serde_json::to_string(&job.needs).expect("a list of integers serialises");
             sqlx::query(
                 "INSERT INTO jobs (run_id, repo_id, stage_index, name, status, needs, spec, \
-                 max_retries, reason, when_skipped, ready_at, finished_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                 max_retries, reason, when_skipped, ready_at, finished_at, approval_required) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(run_id)
             .bind(run.repo_id)
@@ -623,6 +647,7 @@ async fn create_run_tx(c: &mut Conn, run: &NewRun, now: Millis) -> Result<i64> {
             .bind(job.skip.is_some())
             .bind(ready_at)
             .bind(finished_at)
+            .bind(job.approval_required)
             .execute(&mut *c)
             .await?;
         }
@@ -777,6 +802,33 @@ async fn complete_tx(
     };
     let run_id: i64 = row.try_get("run_id")?;
     settle_run(c, run_id, now).await
+}
+
+async fn approve_tx(c: &mut Conn, job_id: i64, approver: &str, now: Millis) -> Result<Job> {
+    lock_repo_of_job(c, job_id).await?;
+    let done = sqlx::query(
+        "UPDATE jobs SET approved_by = $2, approved_at = $3, \
+           reason = CASE WHEN reason = 'waiting for approval' THEN NULL ELSE reason END \
+         WHERE id = $1 AND approval_required AND approved_by IS NULL \
+           AND status IN ('pending', 'ready') \
+         RETURNING run_id",
+    )
+    .bind(job_id)
+    .bind(approver)
+    .bind(now)
+    .fetch_optional(&mut *c)
+    .await?;
+    let Some(row) = done else {
+        return match fetch_job(c, job_id).await {
+            Ok(_) => Err(StoreError::Conflict(
+                "the job is not waiting for an approval".into(),
+            )),
+            Err(e) => Err(e),
+        };
+    };
+    let run_id: i64 = row.try_get("run_id")?;
+    settle_run(c, run_id, now).await?;
+    fetch_job(c, job_id).await
 }
 
 async fn expire_one_tx(c: &mut Conn, job_id: i64, now: Millis) -> Result<Option<Expired>> {
@@ -1043,6 +1095,10 @@ impl Store for Backend {
             .fetch_optional(&mut *self.reader().await?)
             .await?
             .ok_or(StoreError::NotFound)
+    }
+
+    async fn approve_job(&self, job_id: i64, approver: &str, now: Millis) -> Result<Job> {
+        write_tx!(self, |c| approve_tx(c, job_id, approver, now).await)
     }
 
     async fn set_secret(
