@@ -382,6 +382,7 @@ fn new_run(repo_id: i64, spec: &str) -> NewRun {
             needs: Vec::new(),
             spec: spec.to_string(),
             skip: None,
+            approval_required: false,
         }],
         failed: None,
     }
@@ -452,6 +453,7 @@ async fn slot(
                     exit_code: Some(0),
                     reason: None,
                     duration_ms: 0,
+                    outputs: serde_json::Value::Null,
                 },
             )
             .await
@@ -587,6 +589,7 @@ async fn direct_slot(
                     outcome: JobOutcome::Passed,
                     exit_code: Some(0),
                     reason: None,
+                    outputs: None,
                 },
                 store::now_ms(),
             )
