@@ -95,8 +95,36 @@ impl Keys {
     }
 }
 
+/// Runners authenticated recently, by token hash, for a short time: their requests are frequent
+/// and the token → runner mapping never changes.
+#[derive(Default)]
+pub struct RunnerCache(
+    std::sync::Mutex<std::collections::HashMap<Vec<u8>, (store::Runner, std::time::Instant)>>,
+);
+
+impl RunnerCache {
+    const TTL: Duration = Duration::from_secs(30);
+    const MAX: usize = 10_000;
+
+    pub fn get(&self, hash: &[u8]) -> Option<store::Runner> {
+        let map = self.0.lock().expect("runner cache");
+        map.get(hash)
+            .filter(|(_, at)| at.elapsed() < Self::TTL)
+            .map(|(r, _)| r.clone())
+    }
+
+    pub fn put(&self, hash: Vec<u8>, runner: store::Runner) {
+        let mut map = self.0.lock().expect("runner cache");
+        if map.len() >= Self::MAX {
+            map.retain(|_, (_, at)| at.elapsed() < Self::TTL);
+        }
+        map.insert(hash, (runner, std::time::Instant::now()));
+    }
+}
+
 pub struct App {
     pub store: Arc<dyn Store>,
+    pub runner_cache: RunnerCache,
     pub config: Config,
     pub keys: Keys,
     pub mirrors: Mirrors,
@@ -131,6 +159,7 @@ impl App {
         });
         Arc::new(App {
             store,
+            runner_cache: RunnerCache::default(),
             config,
             keys,
             mirrors,

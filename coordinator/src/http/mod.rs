@@ -151,8 +151,16 @@ impl FromRequestParts<AppState> for RunnerAuth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
         let token = bearer(parts)?;
-        match state.store.runner_by_token(&tokens::hash(token)).await? {
-            Some(r) => Ok(RunnerAuth(r)),
+        let hash = tokens::hash(token);
+        // Runners call several times a second; a token seen recently needs no database read.
+        if let Some(r) = state.runner_cache.get(&hash) {
+            return Ok(RunnerAuth(r));
+        }
+        match state.store.runner_by_token(&hash).await? {
+            Some(r) => {
+                state.runner_cache.put(hash, r.clone());
+                Ok(RunnerAuth(r))
+            }
             None => Err(ApiError::unauthorized("invalid runner token")),
         }
     }

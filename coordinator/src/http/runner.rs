@@ -225,16 +225,18 @@ async fn grant_secrets(
 }
 
 /// Turns a claimed job into what the runner executes.
-async fn assignment(state: &AppState, c: Claimed) -> ApiResult<JobAssignment> {
-    let mut stage: PlannedStage = serde_json::from_str(&c.job.spec)
-        .map_err(|e| ApiError::internal(format!("job {} has a corrupt spec: {e}", c.job.id)))?;
+async fn assignment(
+    state: &AppState,
+    c: Claimed,
+    mut stage: PlannedStage,
+    jobs: &[crate::store::Job],
+) -> ApiResult<JobAssignment> {
     let secrets = grant_secrets(state, &c, &stage).await?;
     for (k, v) in stage.env.iter_mut() {
         if k == "MOAT_RUN_ID" {
             *v = c.run.id.to_string();
         }
     }
-    let jobs = state.store.jobs_of_run(c.run.id).await?;
     let needs_jobs = c
         .job
         .needs
@@ -304,8 +306,11 @@ async fn claim(
                 runner.id = runner.id,
                 "job claimed"
             );
-            if let Ok(stage) = serde_json::from_str::<PlannedStage>(&c.job.spec) {
-                let jobs = state.store.jobs_of_run(c.run.id).await?;
+            let stage: PlannedStage = serde_json::from_str(&c.job.spec).map_err(|e| {
+                ApiError::internal(format!("job {} has a corrupt spec: {e}", c.job.id))
+            })?;
+            let jobs = state.store.jobs_of_run(c.run.id).await?;
+            {
                 if let Some(reason) = deploy_refusal(&state, &c.run, &jobs, &c.job, &stage) {
                     tracing::warn!(job.id = c.job.id, run.id = c.run.id, %reason, "deploy refused");
                     state
@@ -344,7 +349,7 @@ async fn claim(
                     continue;
                 }
             }
-            let job = assignment(&state, c).await?;
+            let job = assignment(&state, c, stage, &jobs).await?;
             return Ok(Json(ClaimResponse {
                 job: Some(job),
                 release,
