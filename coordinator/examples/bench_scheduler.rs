@@ -13,7 +13,9 @@
 //!    Prints jobs/s, the p50/p99 of queue-to-claim latency (`create_run` returned → the claim
 //!    answer arrived at the runner; with a pre-filled queue this is mostly the time spent
 //!    waiting behind the rest of the queue), the service time of one claim and one complete
-//!    request, and how fairly the first claims spread over the repositories.
+//!    request, how fairly the first claims spread over the repositories, and the CPU time per
+//!    job of the coordinator and of the fake runners (which run on their own threads, so the
+//!    two can be told apart; CPU time is less disturbed than wall time by other load).
 //! 2. **Idle runners**: every slot long-polls with nothing queued; then jobs are created one at
 //!    a time at a fixed interval (as `App::start_run` does: `create_run`, then wake the
 //!    claimers). Latency = `create_run` returned → the claim answer arrived at the runner.
@@ -23,10 +25,12 @@
 //!
 //! Usage: `scripts/bench-scheduler [--backend sqlite|postgres|both] [--jobs 10000]
 //! [--repos 100] [--runners 4] [--slots 4] [--idle-jobs 200] [--idle-interval-ms 20]
-//! [--rounds 1] [--postgres URL] [--profile]`. The Postgres server URL (a role that may
+//! [--rounds 1] [--postgres URL] [--profile] [--direct]`. The Postgres server URL (a role that may
 //! `CREATE DATABASE`) defaults to `$MOAT_BENCH_POSTGRES`, then to
-//! `postgres://moat_test:moat_test@127.0.0.1:5432/postgres`. `--profile` counts the SQL
-//! statements the coordinator executes per drained job, by statement.
+//! `postgres://moat_test:moat_test@127.0.0.1:5432/postgres`. Diagnostics: `--profile` counts
+//! the SQL statements the coordinator executes per drained job, by statement; `--direct`
+//! drains through the store's `claim_job`/`complete_job` without HTTP (the store's ceiling).
+//! `MOAT_LOG` sets the log filter (default `warn`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -160,6 +164,62 @@ fn process_cpu() -> Duration {
         .filter_map(|v| v.parse().ok())
         .collect();
     Duration::from_millis(f.iter().sum::<u64>() * 10)
+}
+
+/// Bytes this process has handed to `write` so far (`wchar` of `/proc/self/io`): SQLite's WAL
+/// and database writes, for `--profile`.
+fn bytes_written() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("wchar:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Name prefix of the threads the fake runners run on (their own runtime), so that their CPU
+/// can be told apart from the coordinator's.
+const RUNNER_THREADS: &str = "bench-runner";
+
+/// The fake runners' runtime: two worker threads named [`RUNNER_THREADS`].
+fn runner_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(RUNNER_THREADS)
+            .enable_all()
+            .build()
+            .expect("the fake runners' runtime")
+    })
+}
+
+/// CPU time of this process's threads whose name starts with `prefix`.
+fn threads_cpu(prefix: &str) -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    let mut ticks = 0u64;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with(prefix) {
+            continue;
+        }
+        ticks += stat[close + 1..]
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|v| v.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Duration::from_millis(ticks * 10)
 }
 
 fn ms(d: Duration) -> String {
@@ -478,7 +538,10 @@ fn spawn_slots(
     let mut set = tokio::task::JoinSet::new();
     for c in clients {
         for _ in 0..slots {
-            set.spawn(slot(c.clone(), wait_ms, done.clone(), target, stop.clone()));
+            set.spawn_on(
+                slot(c.clone(), wait_ms, done.clone(), target, stop.clone()),
+                runner_runtime().handle(),
+            );
         }
     }
     set
@@ -502,8 +565,12 @@ struct RoundResult {
     queue_secs: f64,
     drain_secs: f64,
     jobs_per_sec: f64,
-    /// CPU of this process (coordinator and fake runners) per drained job.
+    /// CPU of the coordinator (everything but the fake runners' threads) per drained job.
     cpu_per_job: Duration,
+    /// CPU of the fake runners per drained job.
+    runner_cpu_per_job: Duration,
+    /// Bytes this process wrote (`wchar`: files, WAL, and sockets written with `write`) per job.
+    written_per_job: u64,
     queue_to_claim: Dist,
     claim_rtt: Dist,
     complete_rtt: Dist,
@@ -511,6 +578,8 @@ struct RoundResult {
     idle: Dist,
     idle_empty_claims: usize,
     statements: Option<BTreeMap<String, u64>>,
+    /// `--profile`: the same during the idle-runner phase.
+    idle_statements: Option<BTreeMap<String, u64>>,
 }
 
 async fn round(
@@ -659,6 +728,8 @@ async fn measure(
     let stop = CancellationToken::new();
     let t = Instant::now();
     let cpu = process_cpu();
+    let runners_cpu = threads_cpu(RUNNER_THREADS);
+    let written = bytes_written();
     let set = if opts.direct {
         let done = Arc::new(AtomicUsize::new(0));
         let mut set = tokio::task::JoinSet::new();
@@ -673,8 +744,12 @@ async fn measure(
     };
     let logs = join_slots(set).await?;
     let drain = t.elapsed();
-    let cpu_per_job = (process_cpu() - cpu) / opts.jobs.max(1) as u32;
+    let runners_cpu = threads_cpu(RUNNER_THREADS).saturating_sub(runners_cpu);
+    let coordinator_cpu = (process_cpu() - cpu).saturating_sub(runners_cpu);
+    let cpu_per_job = coordinator_cpu / opts.jobs.max(1) as u32;
+    let runner_cpu_per_job = runners_cpu / opts.jobs.max(1) as u32;
     let statements = counter.map(|c| c.take());
+    let written_per_job = (bytes_written() - written) / opts.jobs.max(1) as u64;
 
     let mut claims: Vec<&Claim> = logs.iter().flat_map(|l| &l.claims).collect();
     anyhow::ensure!(
@@ -707,11 +782,14 @@ async fn measure(
     let complete_rtt = Dist::of(logs.iter().flat_map(|l| l.completes.clone()).collect());
 
     // Idle runners: every slot long-polls, then jobs arrive one at a time.
-    let (idle, idle_empty_claims) = if opts.idle_jobs > 0 {
+    let (idle, idle_empty_claims, idle_statements) = if opts.idle_jobs > 0 {
         let stop = CancellationToken::new();
         let set = spawn_slots(&clients, opts.slots, 20_000, opts.idle_jobs, &stop);
         // Let every slot park in its long poll.
         tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Some(counter) = counter {
+            counter.take();
+        }
         let mut created = HashMap::new();
         let mut tick = tokio::time::interval(opts.idle_interval.max(Duration::from_millis(1)));
         for i in 0..opts.idle_jobs {
@@ -735,7 +813,8 @@ async fn measure(
                 .collect(),
         );
         let empty = logs.iter().map(|l| l.empty_claims).sum();
-        (lat, empty)
+        let statements = counter.map(|c| c.take());
+        (lat, empty, statements)
     } else {
         Default::default()
     };
@@ -745,12 +824,15 @@ async fn measure(
         drain_secs: drain.as_secs_f64(),
         jobs_per_sec: opts.jobs as f64 / drain.as_secs_f64(),
         cpu_per_job,
+        runner_cpu_per_job,
+        written_per_job,
         queue_to_claim,
         claim_rtt,
         complete_rtt,
         first_round_repos,
         idle,
         idle_empty_claims,
+        idle_statements,
         statements,
     })
 }
@@ -793,9 +875,10 @@ fn print_round(backend: &str, opts: &Opts, r: &RoundResult) {
         .map(|n| n.get())
         .unwrap_or(1);
     println!(
-        "    CPU: {:.0} µs per job (this process: coordinator and fake runners together; {cores} cores at this cost ≈ {:.0} jobs/s)",
+        "    CPU per job: coordinator {:.0} µs ({cores} cores at this cost ≈ {:.0} jobs/s), fake runners {:.0} µs",
         r.cpu_per_job.as_secs_f64() * 1e6,
-        cores as f64 / r.cpu_per_job.as_secs_f64().max(1e-9)
+        cores as f64 / r.cpu_per_job.as_secs_f64().max(1e-9),
+        r.runner_cpu_per_job.as_secs_f64() * 1e6
     );
     println!(
         "    queue-to-claim latency: p50 {}, p99 {}, max {} (pre-filled queue: mostly waiting behind other jobs)",
@@ -839,14 +922,27 @@ fn print_round(backend: &str, opts: &Opts, r: &RoundResult) {
     if let Some(st) = &r.statements {
         let total: u64 = st.values().sum();
         println!(
-            "  SQL statements during the drain: {total} = {:.1} per job",
-            total as f64 / opts.jobs as f64
+            "  SQL statements during the drain: {total} = {:.1} per job; {:.1} KiB written per job (write(2) of the whole process: database, WAL and sockets)",
+            total as f64 / opts.jobs as f64,
+            r.written_per_job as f64 / 1024.0
         );
-        let mut by: Vec<(&String, &u64)> = st.iter().collect();
-        by.sort_by(|a, b| b.1.cmp(a.1));
-        for (summary, n) in by {
-            println!("    {:>6.2}/job  {summary}", *n as f64 / opts.jobs as f64);
-        }
+        print_statements(st, opts.jobs);
+    }
+    if let Some(st) = &r.idle_statements {
+        let total: u64 = st.values().sum();
+        println!(
+            "  SQL statements during the idle-runner phase: {total} = {:.1} per job",
+            total as f64 / opts.idle_jobs.max(1) as f64
+        );
+        print_statements(st, opts.idle_jobs);
+    }
+}
+
+fn print_statements(st: &BTreeMap<String, u64>, jobs: usize) {
+    let mut by: Vec<(&String, &u64)> = st.iter().collect();
+    by.sort_by(|a, b| b.1.cmp(a.1));
+    for (summary, n) in by.into_iter().filter(|(_, n)| **n > 0) {
+        println!("    {:>6.2}/job  {summary}", *n as f64 / jobs.max(1) as f64);
     }
 }
 
@@ -907,7 +1003,7 @@ async fn main() -> anyhow::Result<()> {
             String::new()
         };
         println!(
-            "{backend:<8} drain {lo:.0}–{hi:.0} jobs/s{target}, CPU {clo:.0}–{chi:.0} µs/job; queue-to-claim p50 {q50lo:.0}–{q50hi:.0} ms, p99 {q99lo:.0}–{q99hi:.0} ms{idle}"
+            "{backend:<8} drain {lo:.0}–{hi:.0} jobs/s{target}, coordinator CPU {clo:.0}–{chi:.0} µs/job; queue-to-claim p50 {q50lo:.0}–{q50hi:.0} ms, p99 {q99lo:.0}–{q99hi:.0} ms{idle}"
         );
     }
     Ok(())
