@@ -30,7 +30,8 @@
 //! `postgres://moat_test:moat_test@127.0.0.1:5432/postgres`. Diagnostics: `--profile` counts
 //! the SQL statements the coordinator executes per drained job, by statement; `--direct`
 //! drains through the store's `claim_job`/`complete_job` without HTTP (the store's ceiling).
-//! `MOAT_LOG` sets the log filter (default `warn`).
+//! `MOAT_LOG` sets the log filter (default `warn`, without sqlx's slow-acquire warnings:
+//! queueing saturates the pool on purpose).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -288,7 +289,8 @@ fn init_tracing(profile: bool) -> Option<Arc<QueryCounter>> {
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(
-            EnvFilter::try_from_env("MOAT_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
+            EnvFilter::try_from_env("MOAT_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("warn,sqlx::pool::acquire=error")),
         );
     if profile {
         let counter = Arc::new(QueryCounter::default());

@@ -16,7 +16,9 @@
 //! Each kept file records the layer (config `rootfs.diff_ids` entry) that last wrote it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{self, BufReader, Cursor, Read};
+use std::fs::File;
+use std::io::{self, BufReader, Cursor, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -296,7 +298,7 @@ impl LayerDelta {
     }
 }
 
-/// Reads one layer tar (plain or gzip) entry by entry.
+/// Reads one layer tar (plain or gzip) entry by entry, from a stream.
 fn read_layer<R: Read>(
     reader: R,
     scratch: &mut inventory::ExecScratch,
@@ -305,37 +307,177 @@ fn read_layer<R: Read>(
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries()? {
         let mut entry = entry?;
-        // Decide with the path borrowed from the header; only kept paths are allocated.
-        let step = {
-            let raw = entry.path_bytes();
-            let lossy;
-            let path = match std::str::from_utf8(&raw) {
-                Ok(p) => normalize(p),
-                Err(_) => {
-                    lossy = String::from_utf8_lossy(&raw).into_owned();
-                    normalize(&lossy)
-                }
-            };
-            classify_entry(&entry, path, &mut delta)
-        };
-        match step {
+        match entry_step(&entry, &mut delta) {
             Step::Next => {}
-            Step::Keep(path) => {
-                let mut content = Vec::with_capacity(entry.size() as usize);
-                entry.read_to_end(&mut content)?;
-                delta.files.push((path, Node::File(content)));
-            }
+            Step::Keep(path) => keep(&mut entry, path, &mut delta)?,
             Step::Sniff(path) => {
                 let size = entry.size();
-                if let Some(info) =
-                    inventory::sniff_executable(&mut entry, size, scratch, MAX_WHOLE_EXECUTABLE)?
-                {
-                    delta.files.push((path, Node::GoBinary(info)));
+                sniff(&mut entry, path, size, scratch, &mut delta)?;
+            }
+        }
+    }
+    Ok(delta)
+}
+
+/// Reads one uncompressed layer tar lying at `start..start + len` of `file`, seeking over
+/// every content the analyzers do not need: only headers, wanted files and the parts of
+/// executables [`inventory::sniff_executable`] looks at are read.
+fn read_layer_at(
+    file: &File,
+    start: u64,
+    len: u64,
+    scratch: &mut inventory::ExecScratch,
+) -> Result<LayerDelta, ImageError> {
+    let mut delta = LayerDelta::default();
+    let mut archive = tar::Archive::new(FileWindow::read_ahead(file, start, len, READ_AHEAD));
+    for entry in archive.entries_with_seek()? {
+        let mut entry = entry?;
+        match entry_step(&entry, &mut delta) {
+            Step::Next => {}
+            Step::Keep(path) => keep(&mut entry, path, &mut delta)?,
+            Step::Sniff(path) => {
+                let size = entry.size();
+                if entry.header().entry_type().is_gnu_sparse() {
+                    // Its bytes are not one contiguous run of the archive.
+                    sniff(&mut entry, path, size, scratch, &mut delta)?;
+                } else {
+                    let at = start + entry.raw_file_position();
+                    let mut window = FileWindow::new(file, at, size);
+                    sniff(&mut window, path, size, scratch, &mut delta)?;
                 }
             }
         }
     }
     Ok(delta)
+}
+
+/// Decides with the path borrowed from the header; only kept paths are allocated.
+fn entry_step<R: Read>(entry: &tar::Entry<'_, R>, delta: &mut LayerDelta) -> Step {
+    let raw = entry.path_bytes();
+    let lossy;
+    let path = match std::str::from_utf8(&raw) {
+        Ok(p) => normalize(p),
+        Err(_) => {
+            lossy = String::from_utf8_lossy(&raw).into_owned();
+            normalize(&lossy)
+        }
+    };
+    classify_entry(entry, path, delta)
+}
+
+fn keep<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    path: String,
+    delta: &mut LayerDelta,
+) -> Result<(), ImageError> {
+    let mut content = Vec::with_capacity(entry.size() as usize);
+    entry.read_to_end(&mut content)?;
+    delta.files.push((path, Node::File(content)));
+    Ok(())
+}
+
+fn sniff<R: inventory::Skip>(
+    r: &mut R,
+    path: String,
+    size: u64,
+    scratch: &mut inventory::ExecScratch,
+    delta: &mut LayerDelta,
+) -> Result<(), ImageError> {
+    if let Some(info) = inventory::sniff_executable(r, size, scratch, MAX_WHOLE_EXECUTABLE)? {
+        delta.files.push((path, Node::GoBinary(info)));
+    }
+    Ok(())
+}
+
+/// The bytes `start..start + len` of a file, read with positioned reads (`pread`), so that
+/// several windows on one file have independent positions and seeking costs no system call.
+/// A window made with [`FileWindow::read_ahead`] reads small requests a block at a time, so
+/// that walking an archive of small files (header, a skipped content, the next header, …)
+/// costs one system call per block rather than one per header.
+struct FileWindow<'f> {
+    file: &'f File,
+    start: u64,
+    len: u64,
+    pos: u64,
+    /// Read-ahead: the window's bytes from `buf_at` (empty when unused).
+    buf: Vec<u8>,
+    buf_at: u64,
+    block: usize,
+}
+
+impl<'f> FileWindow<'f> {
+    fn new(file: &'f File, start: u64, len: u64) -> Self {
+        FileWindow {
+            file,
+            start,
+            len,
+            pos: 0,
+            buf: Vec::new(),
+            buf_at: 0,
+            block: 0,
+        }
+    }
+
+    fn read_ahead(file: &'f File, start: u64, len: u64, block: usize) -> Self {
+        FileWindow {
+            block,
+            ..FileWindow::new(file, start, len)
+        }
+    }
+}
+
+/// Read-ahead block of the archive walks: a few small files with their headers.
+const READ_AHEAD: usize = 32 << 10;
+
+impl Read for FileWindow<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let left = self.len.saturating_sub(self.pos);
+        let n = (out.len() as u64).min(left) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        let buf_end = self.buf_at + self.buf.len() as u64;
+        if self.pos < self.buf_at || self.pos >= buf_end {
+            if n >= self.block {
+                let got = self.file.read_at(&mut out[..n], self.start + self.pos)?;
+                self.pos += got as u64;
+                return Ok(got);
+            }
+            let want = (self.block as u64).min(left) as usize;
+            self.buf.resize(want, 0);
+            let got = self.file.read_at(&mut self.buf, self.start + self.pos)?;
+            self.buf.truncate(got);
+            self.buf_at = self.pos;
+            if got == 0 {
+                return Ok(0);
+            }
+        }
+        let from = (self.pos - self.buf_at) as usize;
+        let k = n.min(self.buf.len() - from);
+        out[..k].copy_from_slice(&self.buf[from..from + k]);
+        self.pos += k as u64;
+        Ok(k)
+    }
+}
+
+impl Seek for FileWindow<'_> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let base = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+        };
+        self.pos = base
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        Ok(self.pos)
+    }
+}
+
+impl inventory::Skip for FileWindow<'_> {
+    fn skip(&mut self, n: u64) -> io::Result<()> {
+        self.pos = self.pos.saturating_add(n).min(self.len.max(self.pos));
+        Ok(())
+    }
 }
 
 /// What to do with a layer entry's content.
@@ -460,6 +602,17 @@ impl Gathered {
         )))
     }
 
+    fn add_layer(
+        &mut self,
+        path: String,
+        delta: Result<LayerDelta, ImageError>,
+    ) -> Result<(), ImageError> {
+        let delta = delta.map_err(layer_error(&path))?;
+        self.layer_at.insert(path, self.layers.len());
+        self.layers.push(delta);
+        Ok(())
+    }
+
     fn json(&self, path: &str) -> Result<&[u8], ImageError> {
         let mut p = normalize(path).to_string();
         for _ in 0..8 {
@@ -477,60 +630,132 @@ impl Gathered {
     }
 }
 
+/// What a member of an image archive is, from its first bytes.
+enum Member {
+    Tar,
+    Gzip,
+    Zstd,
+    Json,
+    Other,
+}
+
+impl Member {
+    fn of(head: &[u8], size: u64) -> Member {
+        let json = head.trim_ascii_start();
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Member::Gzip
+        } else if head.len() == 512 && (&head[257..262] == b"ustar" || head.iter().all(|&b| b == 0))
+        {
+            Member::Tar
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Member::Zstd
+        } else if (json.starts_with(b"{") || json.starts_with(b"[")) && size <= MAX_JSON {
+            Member::Json
+        } else {
+            Member::Other
+        }
+    }
+}
+
+/// The archive path of a member worth looking at (a regular file), after recording links.
+fn member_path<R: Read>(g: &mut Gathered, entry: &tar::Entry<'_, R>) -> Option<String> {
+    let path = normalize(&String::from_utf8_lossy(&entry.path_bytes())).to_string();
+    let kind = entry.header().entry_type();
+    if kind.is_symlink() || kind.is_hard_link() {
+        if let Some(target) = entry.link_name_bytes() {
+            let target = String::from_utf8_lossy(&target).into_owned();
+            let resolved = if kind.is_hard_link() {
+                normalize(&target).to_string()
+            } else {
+                join_link(&path, &target, "")
+            };
+            g.links.insert(path, resolved);
+        }
+        return None;
+    }
+    // Directories, and the legacy per-layer v1 metadata nobody needs.
+    (kind.is_file() && !path.ends_with("/json") && !path.ends_with("VERSION")).then_some(path)
+}
+
+fn layer_error(path: &str) -> impl FnOnce(ImageError) -> ImageError + '_ {
+    move |e| match e {
+        ImageError::Io(io) => {
+            ImageError::Io(io::Error::new(io.kind(), format!("layer {path}: {io}")))
+        }
+        other => other,
+    }
+}
+
+/// One pass over an image archive stream.
 fn gather<R: Read>(reader: R) -> Result<Gathered, ImageError> {
     let mut g = Gathered::default();
     let mut scratch = inventory::ExecScratch::default();
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries()? {
         let mut entry = entry?;
-        let path = normalize(&String::from_utf8_lossy(&entry.path_bytes())).to_string();
-        let kind = entry.header().entry_type();
-        if kind.is_symlink() || kind.is_hard_link() {
-            if let Some(target) = entry.link_name_bytes() {
-                let target = String::from_utf8_lossy(&target).into_owned();
-                let resolved = if kind.is_hard_link() {
-                    normalize(&target).to_string()
-                } else {
-                    join_link(&path, &target, "")
-                };
-                g.links.insert(path, resolved);
-            }
+        let Some(path) = member_path(&mut g, &entry) else {
             continue;
-        }
-        if !kind.is_file() || path.ends_with("/json") || path.ends_with("VERSION") {
-            // Directories, and the legacy per-layer v1 metadata nobody needs.
-            continue;
-        }
+        };
         let size = entry.size();
         let mut peek = [0u8; 512];
         let n = read_full(&mut entry, &mut peek)?;
         let head = &peek[..n];
-        let is_gzip = head.starts_with(&[0x1f, 0x8b]);
-        let is_tar = n == 512 && (&head[257..262] == b"ustar" || head.iter().all(|&b| b == 0));
-        if is_gzip || is_tar {
-            let rest = Cursor::new(head.to_vec()).chain(&mut entry);
-            let delta = if is_gzip {
-                read_layer(flate2::read::MultiGzDecoder::new(rest), &mut scratch)
-            } else {
-                read_layer(rest, &mut scratch)
+        let rest = Cursor::new(head.to_vec()).chain(&mut entry);
+        match Member::of(head, size) {
+            Member::Tar => g.add_layer(path, read_layer(rest, &mut scratch))?,
+            Member::Gzip => g.add_layer(
+                path,
+                read_layer(flate2::read::MultiGzDecoder::new(rest), &mut scratch),
+            )?,
+            Member::Zstd => {
+                g.unsupported.insert(path, "zstd-compressed");
             }
-            .map_err(|e| match e {
-                ImageError::Io(io) => {
-                    ImageError::Io(io::Error::new(io.kind(), format!("layer {path}: {io}")))
-                }
-                other => other,
-            })?;
-            g.layer_at.insert(path, g.layers.len());
-            g.layers.push(delta);
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            g.unsupported.insert(path, "zstd-compressed");
-        } else if (head.trim_ascii_start().starts_with(b"{")
-            || head.trim_ascii_start().starts_with(b"["))
-            && size <= MAX_JSON
-        {
-            let mut content = head.to_vec();
-            entry.read_to_end(&mut content)?;
-            g.json.insert(path, content);
+            Member::Json => {
+                let mut content = Vec::new();
+                { rest }.read_to_end(&mut content)?;
+                g.json.insert(path, content);
+            }
+            Member::Other => {}
+        }
+    }
+    Ok(g)
+}
+
+/// One pass over an image archive file, seeking over what is not needed (see
+/// [`read_layer_at`]): for an uncompressed archive, the cost is the headers and the few files
+/// the analyzers read, not the size of the image.
+fn gather_file(file: &File) -> Result<Gathered, ImageError> {
+    let len = file.metadata()?.len();
+    let mut g = Gathered::default();
+    let mut scratch = inventory::ExecScratch::default();
+    let mut archive = tar::Archive::new(FileWindow::read_ahead(file, 0, len, READ_AHEAD));
+    for entry in archive.entries_with_seek()? {
+        let mut entry = entry?;
+        let Some(path) = member_path(&mut g, &entry) else {
+            continue;
+        };
+        let size = entry.size();
+        if entry.header().entry_type().is_gnu_sparse() {
+            continue; // no image tool writes sparse members
+        }
+        let at = entry.raw_file_position();
+        let mut peek = [0u8; 512];
+        let n = read_full(&mut FileWindow::new(file, at, size), &mut peek)?;
+        match Member::of(&peek[..n], size) {
+            Member::Tar => g.add_layer(path, read_layer_at(file, at, size, &mut scratch))?,
+            Member::Gzip => {
+                let gz = flate2::read::MultiGzDecoder::new(FileWindow::new(file, at, size));
+                g.add_layer(path, read_layer(gz, &mut scratch))?
+            }
+            Member::Zstd => {
+                g.unsupported.insert(path, "zstd-compressed");
+            }
+            Member::Json => {
+                let mut content = Vec::with_capacity(size as usize);
+                entry.read_to_end(&mut content)?;
+                g.json.insert(path, content);
+            }
+            Member::Other => {}
         }
     }
     Ok(g)
@@ -679,8 +904,12 @@ struct History {
 /// Reads an image archive (`docker save` format, or an OCI image layout tar) from a stream.
 /// `select` names the image (tag or ID) when the archive holds several.
 pub fn read_saved_from<R: Read>(reader: R, select: Option<&str>) -> Result<ImageTree, ImageError> {
-    let g = gather(reader)?;
-    let (config_path, layer_paths, repo_tags) = choose(&g, select)?;
+    assemble(&gather(reader)?, select)
+}
+
+/// Picks the image of a gathered archive and merges its layers bottom-up.
+fn assemble(g: &Gathered, select: Option<&str>) -> Result<ImageTree, ImageError> {
+    let (config_path, layer_paths, repo_tags) = choose(g, select)?;
     let config_raw = g.json(&config_path)?;
     let config: ImageConfig = serde_json::from_slice(config_raw)
         .map_err(|e| ImageError::Format(format!("image config {config_path}: {e}")))?;
@@ -762,14 +991,28 @@ pub fn read_saved_from<R: Read>(reader: R, select: Option<&str>) -> Result<Image
 /// Reads a `docker save` tarball (`moat scan image --input FILE`), optionally gzip-compressed
 /// as a whole (`docker save | gzip`). `select` names the image when the file holds several.
 pub fn read_saved(path: &Path, select: Option<&str>) -> Result<ImageTree, ImageError> {
-    let mut file = BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    let file = File::open(path)?;
+    if file.metadata()?.is_file() {
+        let mut magic = [0u8; 2];
+        let n = read_full(&mut FileWindow::new(&file, 0, 2), &mut magic)?;
+        if n == 2 && magic == [0x1f, 0x8b] {
+            let gz = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file));
+            return read_saved_from(gz, select);
+        }
+        return assemble(&gather_file(&file)?, select);
+    }
+    // A pipe or device (`--input /dev/stdin`): it cannot seek.
+    let mut stream = BufReader::with_capacity(1 << 20, file);
     let mut magic = [0u8; 2];
-    let n = read_full(&mut file, &mut magic)?;
+    let n = read_full(&mut stream, &mut magic)?;
     let head = Cursor::new(magic[..n].to_vec());
     if magic == [0x1f, 0x8b] {
-        read_saved_from(flate2::read::MultiGzDecoder::new(head.chain(file)), select)
+        read_saved_from(
+            flate2::read::MultiGzDecoder::new(head.chain(stream)),
+            select,
+        )
     } else {
-        read_saved_from(head.chain(file), select)
+        read_saved_from(head.chain(stream), select)
     }
 }
 
@@ -941,6 +1184,27 @@ mod tests {
         b.into_inner().unwrap()
     }
 
+    /// Reads an archive both ways, as a stream and as a file (the seeking walk), checks that
+    /// they agree, and returns the result.
+    fn read_both(archive: Vec<u8>) -> ImageTree {
+        let streamed = read_saved_from(Cursor::new(archive.clone()), None).unwrap();
+        let file = std::env::temp_dir().join(format!(
+            "moat-image-test-{}-{}.tar",
+            std::process::id(),
+            hex::encode(&Sha256::digest(&archive)[..8])
+        ));
+        std::fs::write(&file, &archive).unwrap();
+        let seeked = read_saved(&file, None);
+        let _ = std::fs::remove_file(&file);
+        let seeked = seeked.unwrap();
+        assert_eq!(seeked.meta, streamed.meta);
+        assert_eq!(
+            seeked.files.iter().collect::<Vec<_>>(),
+            streamed.files.iter().collect::<Vec<_>>()
+        );
+        seeked
+    }
+
     fn paths(t: &ImageTree) -> Vec<String> {
         t.files.iter().map(|(p, _)| p.to_string()).collect()
     }
@@ -979,8 +1243,7 @@ mod tests {
             ),
         ]);
         for gz in [false, true] {
-            let t = read_saved_from(Cursor::new(save(&[base.clone(), upper.clone()], gz)), None)
-                .unwrap();
+            let t = read_both(save(&[base.clone(), upper.clone()], gz));
             assert_eq!(
                 paths(&t),
                 [
@@ -1032,13 +1295,13 @@ mod tests {
             ("keep/y-1.dist-info/METADATA", 'f', META),
         ]);
         let del = layer(&[("./.wh.app", 'f', b"")]);
-        let t = read_saved_from(Cursor::new(save(&[base.clone(), del], false)), None).unwrap();
+        let t = read_both(save(&[base.clone(), del], false));
         assert_eq!(paths(&t), ["keep/y-1.dist-info/METADATA"]);
         let wipe = layer(&[
             (".wh..wh..opq", 'f', b""),
             ("new/z-1.dist-info/METADATA", 'f', META),
         ]);
-        let t = read_saved_from(Cursor::new(save(&[base, wipe], false)), None).unwrap();
+        let t = read_both(save(&[base, wipe], false));
         assert_eq!(paths(&t), ["new/z-1.dist-info/METADATA"]);
     }
 
@@ -1046,15 +1309,24 @@ mod tests {
     fn go_binaries_are_reduced_to_build_info() {
         let bin =
             inventory::synthetic_executable("go1.20.1", "path\tx\nmod\tx\tv1.0.0\t\n", true, true);
+        // Without the note, only the writable segments are searched (seeking over the rest).
+        let bare =
+            inventory::synthetic_executable("go1.21.0", "path\ty\nmod\ty\tv2.0.0\t\n", true, false);
         let l = layer(&[
             ("usr/local/bin/app", 'x', &bin),
             ("usr/local/bin/data", 'f', &bin),
+            ("usr/local/bin/bare", 'x', &bare),
         ]);
-        let t = read_saved_from(Cursor::new(save(&[l], false)), None).unwrap();
-        assert_eq!(paths(&t), ["usr/local/bin/app"]);
-        match &t.files.get("usr/local/bin/app").unwrap().node {
-            Node::GoBinary(info) => assert_eq!(info.go_version, "go1.20.1"),
-            other => panic!("{other:?}"),
+        let t = read_both(save(&[l], false));
+        assert_eq!(paths(&t), ["usr/local/bin/app", "usr/local/bin/bare"]);
+        for (path, go) in [
+            ("usr/local/bin/app", "go1.20.1"),
+            ("usr/local/bin/bare", "go1.21.0"),
+        ] {
+            match &t.files.get(path).unwrap().node {
+                Node::GoBinary(info) => assert_eq!(info.go_version, go),
+                other => panic!("{other:?}"),
+            }
         }
     }
 

@@ -193,7 +193,7 @@ pub fn has_go_note(head: &[u8]) -> bool {
 /// after the relocated read-only data with an external one — skipping text and read-only data
 /// without copying them, so that the many C programs of a distribution cost little more than
 /// their reading.
-pub fn sniff_executable<R: Read>(
+pub fn sniff_executable<R: Skip>(
     r: &mut R,
     size: u64,
     scratch: &mut ExecScratch,
@@ -243,6 +243,20 @@ pub fn sniff_executable<R: Read>(
     Ok(None)
 }
 
+/// A stream [`sniff_executable`] can pass over: by reading and dropping the bytes (the default,
+/// for streams) or by seeking (files read with positioned reads), so that the text and
+/// read-only data of the executables in an image file are never read at all.
+pub trait Skip: Read {
+    /// Passes over the next `n` bytes (fewer at the end of the stream).
+    fn skip(&mut self, n: u64) -> io::Result<()> {
+        io::copy(&mut self.take(n), &mut io::sink())?;
+        Ok(())
+    }
+}
+
+impl Skip for &[u8] {}
+impl<R: Read> Skip for tar::Entry<'_, R> {}
+
 /// Reusable buffers of [`sniff_executable`], so that scanning thousands of executables
 /// allocates (and zero-fills) memory only when a larger one comes along.
 #[derive(Debug, Default)]
@@ -280,7 +294,7 @@ struct Scan<'a, R> {
     base: u64,
 }
 
-impl<R: Read> Scan<'_, R> {
+impl<R: Skip> Scan<'_, R> {
     fn end(&self) -> u64 {
         self.base + self.buf.len() as u64
     }
@@ -295,7 +309,7 @@ impl<R: Read> Scan<'_, R> {
         } else {
             let gap = off - self.end();
             self.buf.clear();
-            io::copy(&mut self.r.take(gap), &mut io::sink())?;
+            self.r.skip(gap)?;
         }
         self.base = off;
         Ok(())
@@ -824,6 +838,7 @@ mod tests {
             Ok(n)
         }
     }
+    impl Skip for Trickle<'_> {}
 
     fn summary(info: &GoBuildInfo) -> Vec<String> {
         packages(info, "app")

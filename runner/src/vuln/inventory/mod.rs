@@ -23,7 +23,7 @@ pub use apk::parse_installed as parse_apk_installed;
 pub use cargo::parse_cargo_lock;
 pub use dpkg::parse_status as parse_dpkg_status;
 pub use golang::{
-    ExecScratch, GoBuildInfo, packages as go_binary_packages, parse_go_mod, read_buildinfo,
+    ExecScratch, GoBuildInfo, Skip, packages as go_binary_packages, parse_go_mod, read_buildinfo,
     sniff_executable, stdlib_version, synthetic_executable,
 };
 pub use npm::{parse_package_json, parse_package_lock};
