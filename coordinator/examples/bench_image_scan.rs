@@ -7,19 +7,23 @@
 //! 1. exports the image once through the engine into the `--save` file (`docker save`
 //!    format), and loads the vulnerability database from `--db` (timed, reported apart: the
 //!    scans below get the loaded database);
-//! 2. times `scan_saved` on that file beside the file floor, a plain sequential read of the
-//!    whole file (warm page cache); then `scan_image` through the engine beside the engine
-//!    floor, draining `export_image` without looking at the bytes. Floor and scan alternate
-//!    round by round, so that both see the same load on a busy machine; each line gives the
-//!    ratio of the medians and the range of the per-round ratios. Target (issue 5): at most 2x
-//!    the floor and under 5 s;
+//! 2. times, each beside its floor, with floor and scan alternating round by round so that
+//!    both see the same load on a busy machine (each line gives the ratio of the medians and
+//!    the range of the per-round ratios; target, issue 5: at most 2x the floor and under 5 s):
+//!    * `scan_saved` on that file, beside the file floor: a plain sequential read of the whole
+//!      file (warm page cache) — "merely reading the exported image tarball";
+//!    * `scan_image` of the engine's image, beside the same file floor. As root on an overlay2
+//!      engine it reads the layer directories in place (said in the output);
+//!    * the scan through the engine's export (`read_image_exported`), beside the export floor:
+//!      draining `export_image` without looking at the bytes (Docker makes the archive at
+//!      about 140 MiB/s, so this path cannot beat it);
 //! 3. breaks the saved-file scan into `read_saved` (the layer walk), `inventory_image` and
 //!    `match_packages`, beside a bare tar walk of the same archive (outer and layer headers,
 //!    contents skipped by the `tar` crate) to show what walking the tar format alone costs.
 //!
 //! Every time is the median of `--runs` rounds (default 5, after one untimed warm-up), with
-//! the minimum and maximum beside it. `--no-engine` skips the engine floor and `scan_image`
-//! (the slow part, for profiling the rest). Usage: `scripts/bench-image-scan [--runs N]
+//! the minimum and maximum beside it. `--no-engine` skips the engine scans and the export
+//! floor (the slow part, for profiling the rest). Usage: `scripts/bench-image-scan [--runs N]
 //! [--no-engine]` (builds the image once, then this example in release mode), or directly:
 //! `bench_image_scan --image moat-bench/debian12:1 --db tests/fixtures/advisories --save FILE`.
 
@@ -32,7 +36,7 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use futures_util::StreamExt;
 use moat_runner::vuln::db::Database;
-use moat_runner::vuln::image::read_saved;
+use moat_runner::vuln::image::{read_image_exported, read_image_layers, read_saved};
 use moat_runner::vuln::inventory::inventory_image;
 use moat_runner::vuln::matcher::match_packages;
 use moat_runner::vuln::scan::{ImageScan, scan_image, scan_saved};
@@ -211,13 +215,14 @@ fn packages_by_ecosystem(scan: &ImageScan) -> String {
 
 fn report<T>(what: &str, floor: &str, p: &Paired<T>) {
     let ratio = p.scan.median.as_secs_f64() / p.floor.median.as_secs_f64();
-    let met = ratio <= MAX_RATIO && p.scan.median < MAX_SCAN;
+    let verdict = |met: bool| if met { "met" } else { "MISSED" };
     println!(
-        "  {what}         {}   {ratio:.2}x the {floor} floor (per round {:.2}–{:.2}x): {}",
+        "  {what}         {}   {ratio:.2}x the {floor} floor (per round {:.2}–{:.2}x): ratio {}, time {}",
         p.scan,
         p.ratios.0,
         p.ratios.1,
-        if met { "met" } else { "MISSED" }
+        verdict(ratio <= MAX_RATIO),
+        verdict(p.scan.median < MAX_SCAN),
     );
 }
 
@@ -268,13 +273,18 @@ fn main() {
         || scan_saved(&save, None, &db).expect("scan_saved"),
     );
     let saved_scan = &saved.last;
+    // `scan_image` reads the engine's layer directories in place when it can (root, overlay2,
+    // same host); its I/O floor is then the issue's: reading the exported tarball. The export
+    // path is measured apart, beside draining the export.
+    let in_place = with_engine
+        && rt
+            .block_on(read_image_layers(&docker, &image))
+            .expect("read_image_layers")
+            .is_some();
     let engine = with_engine.then(|| {
         let engine = measure_pair(
             runs,
-            || {
-                let n = rt.block_on(drain_export(&docker, &id));
-                assert_eq!(n, size, "the engine exported a different archive size");
-            },
+            || assert_eq!(read_file(&save), size),
             || {
                 rt.block_on(scan_image(&docker, &image, &db))
                     .expect("scan_image")
@@ -283,6 +293,24 @@ fn main() {
         assert_eq!(saved_scan.packages, engine.last.packages);
         assert_eq!(saved_scan.findings, engine.last.findings);
         engine
+    });
+    let exported = with_engine.then(|| {
+        let exported = measure_pair(
+            runs,
+            || {
+                let n = rt.block_on(drain_export(&docker, &id));
+                assert_eq!(n, size, "the engine exported a different archive size");
+            },
+            || {
+                let tree = rt
+                    .block_on(read_image_exported(&docker, &image))
+                    .expect("read_image_exported");
+                ImageScan::from_tree(tree, &db)
+            },
+        );
+        assert_eq!(saved_scan.packages, exported.last.packages);
+        assert_eq!(saved_scan.findings, exported.last.findings);
+        exported
     });
 
     // 3. Phases of the saved-file scan.
@@ -322,7 +350,7 @@ fn main() {
         saved.floor,
         mib(size) / saved.floor.median.as_secs_f64()
     );
-    if let Some(e) = &engine {
+    if let Some(e) = &exported {
         println!(
             "  floor, drain engine export  {}   {:.0} MiB/s",
             e.floor,
@@ -340,7 +368,16 @@ fn main() {
     println!();
     report("scan_saved (file)  ", "file", &saved);
     if let Some(e) = &engine {
-        report("scan_image (engine)", "engine", e);
+        let how = if in_place {
+            "layer directories in place"
+        } else {
+            "through the export: not root, or not overlay2"
+        };
+        report("scan_image (engine)", "file", e);
+        println!("    (scan_image read the image's {how})");
+    }
+    if let Some(e) = &exported {
+        report("scan via export    ", "engine export", e);
     }
     println!(
         "  target: <= {MAX_RATIO:.1}x the floor and under {} s",

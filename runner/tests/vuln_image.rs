@@ -2,14 +2,16 @@
 //! (`FROM scratch`: no registry is reachable): real `*.dist-info` directories installed with
 //! `pip install --target`, a whiteout layer, an opaque-directory layer, a mixed image (dpkg,
 //! npm, Cargo, Go executables), the CycloneDX SBOM checked against the official 1.5 schema, and
-//! `docker save` tarballs read the same as the engine export.
+//! `docker save` tarballs and the engine's layer directories read the same as the engine export.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use moat_runner::vuln::image::{ImageError, ImageTree, read_image, read_saved};
+use moat_runner::vuln::image::{
+    ImageError, ImageTree, read_image, read_image_exported, read_image_layers, read_saved,
+};
 use moat_runner::vuln::inventory::{Inventory, inventory_image, synthetic_executable};
 use moat_runner::vuln::sbom::cyclonedx;
 use moat_runner::vuln::{Ecosystem, Package};
@@ -614,4 +616,39 @@ async fn missing_image_is_not_found() {
         .await
         .unwrap_err();
     assert!(matches!(err, ImageError::NotFound { .. }), "{err}");
+}
+
+/// Reading the engine's overlay2 layer directories in place gives exactly what the export
+/// gives — whiteouts (0/0 character devices), opaque directories (an extended attribute), Go
+/// executables, layer attribution — for every test image. On a root, overlay2 engine (this
+/// machine, `.ci/run`) the fast path must be taken.
+#[tokio::test]
+async fn layer_directories_read_like_the_export() {
+    let docker = moat_runner::docker::connect().await.expect("Docker engine");
+    let info = docker.info().await.expect("docker info");
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    let applies = root && info.driver.as_deref() == Some("overlay2");
+    for reference in [py_image(), whiteout_image(), opaque_image(), mixed_image()] {
+        let exported = read_image_exported(&docker, reference).await.unwrap();
+        let layers = read_image_layers(&docker, reference).await.unwrap();
+        let Some(layers) = layers else {
+            assert!(!applies, "{reference}: the layer directories were not used");
+            eprintln!(
+                "layer directories not readable here (root {root}, driver {:?})",
+                info.driver
+            );
+            continue;
+        };
+        assert_eq!(layers.meta, exported.meta, "{reference}");
+        assert_eq!(tree(&layers), tree(&exported), "{reference}");
+        assert_eq!(
+            inventory_image(&layers),
+            inventory_image(&exported),
+            "{reference}"
+        );
+        let auto = read(reference).await;
+        assert_eq!(tree(&auto), tree(&exported), "{reference}");
+    }
 }

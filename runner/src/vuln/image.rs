@@ -31,6 +31,8 @@ use thiserror::Error;
 
 use super::inventory::{self, GoBuildInfo};
 
+mod overlay;
+
 /// Largest wanted text file (package database, lock file, metadata) that is kept.
 const MAX_KEPT_FILE: u64 = 64 << 20;
 /// Largest Go executable that is read whole (larger ones are only scanned as they stream by).
@@ -510,49 +512,76 @@ fn classify_entry<R: Read>(entry: &tar::Entry<'_, R>, path: &str, delta: &mut La
         }
         return Step::Next;
     }
-    let kind = entry.header().entry_type();
-    if kind.is_dir() {
+    let header = entry.header();
+    let kind = header.entry_type();
+    let kind = if kind.is_dir() {
+        Kind::Dir
+    } else if kind.is_file() {
+        Kind::File {
+            size: entry.size(),
+            executable: header.mode().map(|m| m & 0o111 != 0).unwrap_or(false),
+        }
+    } else if kind.is_symlink() {
+        Kind::Symlink(entry.link_name_bytes())
+    } else if kind.is_hard_link() {
+        Kind::HardLink(entry.link_name_bytes())
+    } else {
+        Kind::Other
+    };
+    classify(path, kind, delta)
+}
+
+/// What a layer entry is, whatever the layer's form (tar or directory).
+enum Kind<'a> {
+    Dir,
+    File {
+        size: u64,
+        executable: bool,
+    },
+    /// With the link target as stored.
+    Symlink(Option<std::borrow::Cow<'a, [u8]>>),
+    /// With the target path (tar only: a directory shows the linked file itself).
+    HardLink(Option<std::borrow::Cow<'a, [u8]>>),
+    /// Devices, FIFOs, sockets.
+    Other,
+}
+
+/// Records an entry that is not a whiteout marker; says whether its content is needed.
+fn classify(path: &str, kind: Kind<'_>, delta: &mut LayerDelta) -> Step {
+    if let Kind::Dir = kind {
         delta.dirs.insert(path_hash(path.as_bytes()));
         return Step::Next;
     }
     delta.nondirs.insert(path_hash(path.as_bytes()));
     let wanted = inventory::wanted(path);
-    if kind.is_file() {
-        let size = entry.size();
-        if wanted {
-            if size <= MAX_KEPT_FILE {
-                return Step::Keep(path.to_string());
-            }
-            tracing::warn!(%path, size, "wanted file too large, not analysed");
-        } else {
-            let executable = entry
-                .header()
-                .mode()
-                .map(|m| m & 0o111 != 0)
-                .unwrap_or(false);
-            if executable && size >= 64 {
+    match kind {
+        Kind::File { size, executable } => {
+            if wanted {
+                if size <= MAX_KEPT_FILE {
+                    return Step::Keep(path.to_string());
+                }
+                tracing::warn!(%path, size, "wanted file too large, not analysed");
+            } else if executable && size >= 64 {
                 return Step::Sniff(path.to_string());
             }
         }
-    } else if kind.is_symlink() {
-        if (wanted || path.split('/').count() <= SHALLOW_SYMLINK_DEPTH)
-            && let Some(target) = entry.link_name_bytes()
+        Kind::Symlink(Some(target))
+            if wanted || path.split('/').count() <= SHALLOW_SYMLINK_DEPTH =>
         {
             let target = String::from_utf8_lossy(&target).into_owned();
             delta.files.push((path.to_string(), Node::Symlink(target)));
         }
-    } else if kind.is_hard_link()
-        && wanted
-        && let Some(target) = entry.link_name_bytes()
-    {
-        let target = normalize(&String::from_utf8_lossy(&target)).to_string();
-        match delta.files.iter().rev().find(|(p, _)| *p == target) {
-            Some((_, node)) => {
-                let node = node.clone();
-                delta.files.push((path.to_string(), node));
+        Kind::HardLink(Some(target)) if wanted => {
+            let target = normalize(&String::from_utf8_lossy(&target)).to_string();
+            match delta.files.iter().rev().find(|(p, _)| *p == target) {
+                Some((_, node)) => {
+                    let node = node.clone();
+                    delta.files.push((path.to_string(), node));
+                }
+                None => delta.hardlinks.push((path.to_string(), target)),
             }
-            None => delta.hardlinks.push((path.to_string(), target)),
         }
+        _ => {}
     }
     Step::Next
 }
@@ -1016,12 +1045,63 @@ pub fn read_saved(path: &Path, select: Option<&str>) -> Result<ImageTree, ImageE
     }
 }
 
-/// Exports an image (tag, ID or `name@digest`) from the engine and reads it as it streams: the
-/// archive is parsed on a blocking thread fed through a bounded channel, so at most a few
-/// chunks of the export are in memory. Records the engine's tags and repo digests, and checks
-/// that the exported config is the image the engine named.
+/// Reads an image (tag, ID or `name@digest`) of the engine. On the engine's own host, as root,
+/// with the overlay2 storage driver, its layer directories are read in place (see
+/// [`overlay`]); otherwise, or if that fails, the image is exported ([`read_image_exported`]).
+/// Records the engine's tags and repo digests; the config read must hash to the image ID the
+/// engine named.
 pub async fn read_image(docker: &Docker, reference: &str) -> Result<ImageTree, ImageError> {
-    let inspect = docker.inspect_image(reference).await.map_err(|e| {
+    let inspect = inspect(docker, reference).await?;
+    if let (Some(layout), Some(id)) = (overlay::layout(&inspect), inspect.id.clone()) {
+        match tokio::task::spawn_blocking(move || overlay::read(&layout, &id)).await {
+            Ok(Ok(image)) => return Ok(with_engine_meta(image, reference, inspect)),
+            Ok(Err(e)) => tracing::warn!(
+                image.reference = reference,
+                error = %e,
+                "reading the image's layer directories failed; exporting it instead"
+            ),
+            Err(e) => tracing::warn!(
+                image.reference = reference,
+                error = %e,
+                "reading the image's layer directories failed; exporting it instead"
+            ),
+        }
+    }
+    read_exported(docker, reference, inspect).await
+}
+
+/// Like [`read_image`], but always through the engine's export (`GET /images/{id}/get`), read
+/// as it streams: the archive is parsed on a blocking thread fed through a bounded channel, so
+/// at most a few chunks of the export are in memory.
+pub async fn read_image_exported(
+    docker: &Docker,
+    reference: &str,
+) -> Result<ImageTree, ImageError> {
+    let inspect = inspect(docker, reference).await?;
+    read_exported(docker, reference, inspect).await
+}
+
+/// Reads an image only from its layer directories; `None` when that path does not apply here
+/// (another storage driver, a remote engine, not root). For tests and benchmarks.
+pub async fn read_image_layers(
+    docker: &Docker,
+    reference: &str,
+) -> Result<Option<ImageTree>, ImageError> {
+    let inspect = inspect(docker, reference).await?;
+    let (Some(layout), Some(id)) = (overlay::layout(&inspect), inspect.id.clone()) else {
+        return Ok(None);
+    };
+    let image = tokio::task::spawn_blocking(move || overlay::read(&layout, &id))
+        .await
+        .map_err(|e| ImageError::Io(io::Error::other(e)))??;
+    Ok(Some(with_engine_meta(image, reference, inspect)))
+}
+
+async fn inspect(
+    docker: &Docker,
+    reference: &str,
+) -> Result<bollard::models::ImageInspect, ImageError> {
+    docker.inspect_image(reference).await.map_err(|e| {
         if crate::docker::is_not_found(&e) {
             ImageError::NotFound {
                 reference: reference.to_string(),
@@ -1032,9 +1112,26 @@ pub async fn read_image(docker: &Docker, reference: &str) -> Result<ImageTree, I
                 source: e,
             }
         }
-    })?;
-    let id = inspect.id.clone().unwrap_or_else(|| reference.to_string());
+    })
+}
 
+fn with_engine_meta(
+    mut image: ImageTree,
+    reference: &str,
+    inspect: bollard::models::ImageInspect,
+) -> ImageTree {
+    image.meta.reference = Some(reference.to_string());
+    image.meta.repo_tags = inspect.repo_tags.unwrap_or_default();
+    image.meta.repo_digests = inspect.repo_digests.unwrap_or_default();
+    image
+}
+
+async fn read_exported(
+    docker: &Docker,
+    reference: &str,
+    inspect: bollard::models::ImageInspect,
+) -> Result<ImageTree, ImageError> {
+    let id = inspect.id.clone().unwrap_or_else(|| reference.to_string());
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     // Export by ID so that a tag moved meanwhile cannot swap the image under the scan.
     let stream = docker.export_image(&id);
@@ -1049,7 +1146,7 @@ pub async fn read_image(docker: &Docker, reference: &str) -> Result<ImageTree, I
     };
     let parse = tokio::task::spawn_blocking(move || read_saved_from(ChannelReader::new(rx), None));
     let ((), parsed) = tokio::join!(pump, parse);
-    let mut image = parsed.map_err(|e| ImageError::Io(io::Error::other(e)))??;
+    let image = parsed.map_err(|e| ImageError::Io(io::Error::other(e)))??;
 
     if inspect
         .id
@@ -1061,10 +1158,7 @@ pub async fn read_image(docker: &Docker, reference: &str) -> Result<ImageTree, I
             actual: image.meta.id,
         });
     }
-    image.meta.reference = Some(reference.to_string());
-    image.meta.repo_tags = inspect.repo_tags.unwrap_or_default();
-    image.meta.repo_digests = inspect.repo_digests.unwrap_or_default();
-    Ok(image)
+    Ok(with_engine_meta(image, reference, inspect))
 }
 
 /// A blocking `Read` over chunks sent from async code.

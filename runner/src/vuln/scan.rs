@@ -37,7 +37,7 @@ pub struct ImageScan {
 }
 
 impl ImageScan {
-    fn from_tree(tree: ImageTree, db: &Database) -> Self {
+    pub fn from_tree(tree: ImageTree, db: &Database) -> Self {
         let inv = inventory::inventory_image(&tree);
         let findings = matcher::match_packages(db, &inv.packages);
         ImageScan {
