@@ -77,6 +77,13 @@ impl PgStore {
     }
 }
 
+/// Closing the connection makes the server end its transaction (see `write_tx!`).
+impl shared::Abandon for PoolConnection<Db> {
+    fn abandon(&mut self) {
+        self.close_on_drop();
+    }
+}
+
 async fn begin_write(c: &mut Conn) -> Result<Transaction<'_, Db>> {
     Ok(c.begin().await?)
 }

@@ -1,9 +1,9 @@
 //! Every query and the scheduling rules, shared by both backends. This file is compiled once
 //! inside each backend module (`#[path]`), which supplies `Db`, `Conn`, `DbRow`, `Backend`,
 //! `BACKEND_NAME`, `PICK_IN_OWN_STATEMENT`, the fragment macros `for_update!` and
-//! `skip_locked!`, the functions `begin_write`, `lock_repo`, `lock_repo_of_job`,
-//! `lock_run_logs`, `is_retryable`, and the methods `reader` and `writer` (each giving a
-//! connection) on `Backend`.
+//! `skip_locked!`, an [`Abandon`] implementation for its write connection, the functions
+//! `begin_write`, `lock_repo`, `lock_repo_of_job`, `lock_run_logs`, `is_retryable`, and the
+//! methods `reader` and `writer` (each giving a connection) on `Backend`.
 //!
 //! SQL is written once: `$N` placeholders (SQLite accepts them), `TRUE`/`FALSE`, `RETURNING`
 //! and `ON CONFLICT … DO NOTHING` mean the same in both. Status words appear as literals, not
@@ -34,12 +34,18 @@ use crate::store::{
 /// Runs `$body` (an expression that may use `?`) in a write transaction bound to `$c`,
 /// committing on `Ok` and rolling back on `Err`. Postgres deadlocks and serialisation
 /// failures re-run the whole body, so it must only borrow its inputs.
+///
+/// Cancel safety: if the future is dropped before the transaction is settled (a client that
+/// disconnects, a request timeout), the connection is closed instead of going back to the
+/// pool, so that the server ends the transaction. sqlx 0.9 alone can return a connection whose
+/// `BEGIN` was sent but not answered to the pool with the transaction still open (upstream
+/// issue transact-rs/sqlx#4393), and the next borrower's writes would run inside it.
 macro_rules! write_tx {
     ($store:expr, |$c:ident| $body:expr) => {{
         let mut retries = 0u32;
         loop {
-            let mut conn = $store.writer().await?;
-            let mut tx = begin_write(&mut conn).await?;
+            let mut guard = Unsettled::new($store.writer().await?);
+            let mut tx = begin_write(&mut guard.conn).await?;
             let outcome: Result<_> = async {
                 let $c: &mut Conn = &mut tx;
                 $body
@@ -47,15 +53,18 @@ macro_rules! write_tx {
             .await;
             let failure = match outcome {
                 Ok(value) => match tx.commit().await {
-                    Ok(()) => break Ok(value),
+                    Ok(()) => {
+                        guard.settled = true;
+                        break Ok(value);
+                    }
                     Err(e) => e,
                 },
                 Err(StoreError::Database(e)) => {
-                    let _ = tx.rollback().await;
+                    guard.settled = tx.rollback().await.is_ok();
                     e
                 }
                 Err(other) => {
-                    let _ = tx.rollback().await;
+                    guard.settled = tx.rollback().await.is_ok();
                     break Err(other);
                 }
             };
@@ -66,6 +75,35 @@ macro_rules! write_tx {
             break Err(StoreError::Database(failure));
         }
     }};
+}
+
+/// A write connection in the middle of a transaction; abandoned (see [`Abandon`]) unless
+/// `settled` (see `write_tx!`).
+struct Unsettled<W: Abandon> {
+    conn: W,
+    settled: bool,
+}
+
+impl<W: Abandon> Unsettled<W> {
+    fn new(conn: W) -> Self {
+        Unsettled {
+            conn,
+            settled: false,
+        }
+    }
+}
+
+impl<W: Abandon> Drop for Unsettled<W> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.conn.abandon();
+        }
+    }
+}
+
+/// What a backend does with a write connection whose transaction was left unsettled.
+pub(super) trait Abandon {
+    fn abandon(&mut self);
 }
 
 macro_rules! repo_cols {

@@ -131,6 +131,12 @@ impl Readers {
     }
 }
 
+/// SQLite's dedicated write connection stays: sqlx's SQLite worker runs `BEGIN` to completion
+/// on its own thread, and a dropped transaction queues its `ROLLBACK` there.
+impl shared::Abandon for MutexGuard<'_, SqliteConnection> {
+    fn abandon(&mut self) {}
+}
+
 /// `BEGIN IMMEDIATE` takes the write lock up front: a deferred transaction that reads and then
 /// writes fails with `SQLITE_BUSY` when another process wrote in between.
 async fn begin_write(c: &mut Conn) -> Result<Transaction<'_, Db>> {
