@@ -334,6 +334,8 @@ fn read_layer_at(
     let mut archive = tar::Archive::new(FileWindow::read_ahead(file, start, len, READ_AHEAD));
     for entry in archive.entries_with_seek()? {
         let mut entry = entry?;
+        // Seeking past the end reads as a clean end of archive: catch truncation here.
+        check_extent(entry.raw_file_position(), entry.size(), len)?;
         match entry_step(&entry, &mut delta) {
             Step::Next => {}
             Step::Keep(path) => keep(&mut entry, path, &mut delta)?,
@@ -351,6 +353,20 @@ fn read_layer_at(
         }
     }
     Ok(delta)
+}
+
+/// An archive member's content must lie inside the archive (`len` bytes).
+fn check_extent(at: u64, size: u64, len: u64) -> Result<(), ImageError> {
+    if at.checked_add(size).is_some_and(|end| end <= len) {
+        Ok(())
+    } else {
+        Err(ImageError::Io(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "truncated archive: a member of {size} bytes at offset {at} ends past its end ({len} bytes)"
+            ),
+        )))
+    }
 }
 
 /// Decides with the path borrowed from the header; only kept paths are allocated.
@@ -768,6 +784,7 @@ fn gather_file(file: &File) -> Result<Gathered, ImageError> {
             continue; // no image tool writes sparse members
         }
         let at = entry.raw_file_position();
+        check_extent(at, size, len)?;
         let mut peek = [0u8; 512];
         let n = read_full(&mut FileWindow::new(file, at, size), &mut peek)?;
         match Member::of(&peek[..n], size) {
@@ -1424,13 +1441,127 @@ mod tests {
         }
     }
 
+    /// An OCI image layout (`skopeo copy … oci-archive:`, `docker buildx … type=oci`): a
+    /// multi-platform index leading to a linux manifest, gzip-compressed layer blobs.
+    #[test]
+    fn oci_layout_with_gzip_layers() {
+        let sha = |b: &[u8]| format!("sha256:{}", hex::encode(Sha256::digest(b)));
+        let gz = |b: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut e, b).unwrap();
+            e.finish().unwrap()
+        };
+        let base = layer(&[
+            ("etc/os-release", 'f', b"ID=alpine\nVERSION_ID=3.19.1\n"),
+            ("site/a-1.dist-info/METADATA", 'f', META),
+            ("site/b-1.dist-info/METADATA", 'f', META),
+        ]);
+        let upper = layer(&[("site/.wh.a-1.dist-info", 'f', b"")]);
+        let diff_ids = [sha(&base), sha(&upper)];
+        let blobs = [gz(&base), gz(&upper)];
+        let config = serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        })
+        .to_string();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "config": {"digest": sha(config.as_bytes()), "size": config.len()},
+            "layers": blobs.iter().map(|b| serde_json::json!({"digest": sha(b), "size": b.len()})).collect::<Vec<_>>(),
+        })
+        .to_string();
+        let other = r#"{"schemaVersion":2,"config":{"digest":"sha256:00"},"layers":[]}"#;
+        let nested = serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [
+                {"digest": sha(other.as_bytes()), "platform": {"os": "unknown", "architecture": "unknown"}},
+                {"digest": sha(manifest.as_bytes()), "platform": {"os": "linux", "architecture": "amd64"}},
+            ],
+        })
+        .to_string();
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{
+                "digest": sha(nested.as_bytes()),
+                "annotations": {"org.opencontainers.image.ref.name": "app:1"},
+            }],
+        })
+        .to_string();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |path: String, data: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, path, data).unwrap();
+        };
+        let blob = |b: &[u8]| format!("blobs/{}", sha(b).replacen(':', "/", 1));
+        add("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#);
+        add("index.json".into(), index.as_bytes());
+        for part in [
+            nested.as_bytes(),
+            other.as_bytes(),
+            manifest.as_bytes(),
+            config.as_bytes(),
+        ] {
+            add(blob(part), part);
+        }
+        for l in &blobs {
+            add(blob(l), l);
+        }
+        let t = read_both(b.into_inner().unwrap());
+        assert_eq!(paths(&t), ["etc/os-release", "site/b-1.dist-info/METADATA"]);
+        assert_eq!(t.meta.id, sha(config.as_bytes()));
+        assert_eq!(t.meta.repo_tags, ["app:1"]);
+        let layers: Vec<&str> = t.meta.layers.iter().map(|l| l.diff_id.as_str()).collect();
+        assert_eq!(layers, diff_ids);
+    }
+
     #[test]
     fn bad_archives() {
         let err = read_saved_from(Cursor::new(layer(&[("a", 'f', b"x")])), None).unwrap_err();
         assert!(matches!(err, ImageError::Format(_)), "{err}");
         let mut s = save(&[layer(&[("a", 'f', b"x")])], false);
         s.truncate(600);
-        assert!(read_saved_from(Cursor::new(s), None).is_err());
+        assert!(read_saved_from(Cursor::new(s.clone()), None).is_err());
+        // The seeking walk notices the truncation too.
+        let file = std::env::temp_dir().join(format!("moat-image-cut-{}.tar", std::process::id()));
+        std::fs::write(&file, &s).unwrap();
+        let cut = read_saved(&file, None);
+        assert!(cut.is_err(), "{:?}", cut.map(|t| t.meta));
+        // Cut inside a layer's skipped content, with manifest and config ahead of it: the
+        // walk must not end quietly with part of the layer.
+        let big = layer(&[
+            ("usr/bin/tool", 'f', &[7u8; 8192][..]),
+            ("site/a-1.dist-info/METADATA", 'f', META),
+        ]);
+        let diff_id = format!("sha256:{}", hex::encode(Sha256::digest(&big)));
+        let config =
+            serde_json::json!({"rootfs": {"type": "layers", "diff_ids": [diff_id]}}).to_string();
+        let manifest =
+            serde_json::json!([{"Config": "c.json", "Layers": ["l/layer.tar"]}]).to_string();
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, data) in [
+            ("manifest.json", manifest.as_bytes()),
+            ("c.json", config.as_bytes()),
+            ("l/layer.tar", &big[..]),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, path, data).unwrap();
+        }
+        let whole = b.into_inner().unwrap();
+        std::fs::write(&file, &whole).unwrap();
+        assert_eq!(
+            paths(&read_saved(&file, None).unwrap()),
+            ["site/a-1.dist-info/METADATA"]
+        );
+        let at = whole.windows(5).position(|w| w == [7u8; 5]).unwrap() + 4096;
+        assert!(read_saved_from(Cursor::new(whole[..at].to_vec()), None).is_err());
+        std::fs::write(&file, &whole[..at]).unwrap();
+        let cut = read_saved(&file, None);
+        let _ = std::fs::remove_file(&file);
+        assert!(cut.is_err(), "{:?}", cut.map(|t| t.meta));
     }
 
     #[test]
