@@ -56,8 +56,30 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
+        // The images the tests built and tagged for this registry, listed while it still
+        // holds its port (so that no later registry's images can carry the same prefix).
+        let prefix = format!("127.0.0.1:{}/", self.port);
+        let tags: Vec<String> = Command::new("docker")
+            .args(["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"])
+            .output()
+            .map(|out| {
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|t| t.starts_with(&prefix))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !tags.is_empty() {
+            let _ = Command::new("docker")
+                .args(["image", "rm", "--force"])
+                .args(&tags)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 
