@@ -376,11 +376,20 @@ fn main() {
         report("scan_image (engine)", "file", e);
         println!("    (scan_image read the image's {how})");
     }
-    if let Some(e) = &exported {
-        report("scan via export    ", "engine export", e);
-    }
     println!(
         "  target: <= {MAX_RATIO:.1}x the floor and under {} s",
         MAX_SCAN.as_secs()
     );
+    if let Some(e) = &exported {
+        // Not judged against the target: Docker's export alone is the bound on this path.
+        println!(
+            "  for comparison, the scan through Docker's export (what an engine without readable layer directories gets):"
+        );
+        println!(
+            "    scan via export             {}   {:.2}x draining the export ({}), which is Docker's own speed",
+            e.scan,
+            e.scan.median.as_secs_f64() / e.floor.median.as_secs_f64(),
+            e.floor
+        );
+    }
 }
