@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use super::inventory::{self, GoBuildInfo};
+use super::read_full;
 
 mod overlay;
 
@@ -807,19 +808,6 @@ fn gather_file(file: &File) -> Result<Gathered, ImageError> {
     Ok(g)
 }
 
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(k) => filled += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
 /// Config path, layer paths and tags of the chosen image, from `manifest.json` (Docker) or,
 /// failing that, `index.json` (OCI image layout).
 fn choose(
@@ -1069,14 +1057,9 @@ pub fn read_saved(path: &Path, select: Option<&str>) -> Result<ImageTree, ImageE
 /// engine named.
 pub async fn read_image(docker: &Docker, reference: &str) -> Result<ImageTree, ImageError> {
     let inspect = inspect(docker, reference).await?;
-    if let (Some(layout), Some(id)) = (overlay::layout(&inspect), inspect.id.clone()) {
-        match tokio::task::spawn_blocking(move || overlay::read(&layout, &id)).await {
-            Ok(Ok(image)) => return Ok(with_engine_meta(image, reference, inspect)),
-            Ok(Err(e)) => tracing::warn!(
-                image.reference = reference,
-                error = %e,
-                "reading the image's layer directories failed; exporting it instead"
-            ),
+    if let Some(read) = read_layers(&inspect) {
+        match read.await {
+            Ok(image) => return Ok(with_engine_meta(image, reference, inspect)),
             Err(e) => tracing::warn!(
                 image.reference = reference,
                 error = %e,
@@ -1105,13 +1088,24 @@ pub async fn read_image_layers(
     reference: &str,
 ) -> Result<Option<ImageTree>, ImageError> {
     let inspect = inspect(docker, reference).await?;
-    let (Some(layout), Some(id)) = (overlay::layout(&inspect), inspect.id.clone()) else {
+    let Some(read) = read_layers(&inspect) else {
         return Ok(None);
     };
-    let image = tokio::task::spawn_blocking(move || overlay::read(&layout, &id))
-        .await
-        .map_err(|e| ImageError::Io(io::Error::other(e)))??;
+    let image = read.await?;
     Ok(Some(with_engine_meta(image, reference, inspect)))
+}
+
+/// Reading the image's layer directories on a blocking thread, when that path applies.
+fn read_layers(
+    inspect: &bollard::models::ImageInspect,
+) -> Option<impl std::future::Future<Output = Result<ImageTree, ImageError>> + use<>> {
+    let layout = overlay::layout(inspect)?;
+    let id = inspect.id.clone()?;
+    Some(async move {
+        tokio::task::spawn_blocking(move || overlay::read(&layout, &id))
+            .await
+            .map_err(|e| ImageError::Io(io::Error::other(e)))?
+    })
 }
 
 async fn inspect(

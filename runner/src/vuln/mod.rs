@@ -81,3 +81,17 @@ pub struct Package {
     /// The image layer (diff id or digest) that added it, when scanning an image.
     pub layer: Option<String>,
 }
+
+/// Reads until `buf` is full or the stream ends; returns how many bytes were read.
+pub(crate) fn read_full<R: std::io::Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(k) => filled += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}

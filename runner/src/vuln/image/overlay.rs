@@ -97,9 +97,7 @@ pub(super) fn read(layout: &Layout, id: &str) -> Result<ImageTree, ImageError> {
     g.json
         .insert("manifest.json".into(), manifest.to_string().into_bytes());
     g.json.insert("config".into(), config);
-    let mut image = assemble(&g, None)?;
-    image.meta.reference = None;
-    Ok(image)
+    assemble(&g, None)
 }
 
 /// Walks one layer directory into a [`LayerDelta`], like the tar walk of the same layer. The

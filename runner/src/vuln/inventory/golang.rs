@@ -12,7 +12,7 @@ use std::io::{self, Read};
 use memchr::memmem;
 
 use super::ParseError;
-use crate::vuln::{Ecosystem, Package};
+use crate::vuln::{Ecosystem, Package, read_full};
 
 /// Starts the build-information blob.
 pub const BUILDINFO_MAGIC: &[u8] = b"\xff Go buildinf:";
@@ -271,20 +271,6 @@ fn ensure_len(buf: &mut Vec<u8>, n: usize) {
     if buf.len() < n {
         buf.resize(n, 0);
     }
-}
-
-/// Reads until `buf` is full or the stream ends; returns how many bytes were read.
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(k) => filled += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// A forward-only window on a stream: `buf` holds the bytes from absolute offset `base`.
