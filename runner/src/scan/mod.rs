@@ -3,4 +3,5 @@
 //! policy behind `moat scan manifests`.
 
 pub mod manifests;
+mod report;
 pub mod secrets;

@@ -7,10 +7,12 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
+
+use crate::scan::report::{level, pretty, security_severity, uri_path};
 use sha2::{Digest, Sha256};
 
 use super::rules::{self, Profile};
-use super::{Finding, Format, ManifestReport, Severity};
+use super::{Finding, Format, ManifestReport};
 
 const PSS_DOC: &str = "https://kubernetes.io/docs/concepts/security/pod-security-standards/";
 
@@ -21,12 +23,6 @@ pub fn render(report: &ManifestReport, format: Format) -> String {
         Format::Json => pretty(&json_findings(report)),
         Format::Sarif => pretty(&sarif(report)),
     }
-}
-
-fn pretty(value: &Value) -> String {
-    let mut s = serde_json::to_string_pretty(value).unwrap_or_default();
-    s.push('\n');
-    s
 }
 
 /// `Kind/name`, the way kubectl names objects.
@@ -142,37 +138,6 @@ fn finding_json(f: &Finding) -> Value {
 /// The findings that block, as a JSON array (suppressed ones are left out).
 pub fn json_findings(report: &ManifestReport) -> Value {
     Value::Array(report.findings.iter().map(finding_json).collect())
-}
-
-fn level(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Critical | Severity::High => "error",
-        Severity::Medium => "warning",
-        Severity::Low => "note",
-    }
-}
-
-/// The score code-scanning dashboards sort by (CVSS-like, 0-10).
-fn security_severity(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Critical => "9.5",
-        Severity::High => "8.0",
-        Severity::Medium => "5.5",
-        Severity::Low => "3.0",
-    }
-}
-
-/// Percent-encodes what may not stand in a URI path.
-fn uri_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for b in path.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
 }
 
 /// Stable across unrelated edits that move lines: the check, the file and the object, not the

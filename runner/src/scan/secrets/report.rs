@@ -6,7 +6,9 @@ use std::str::FromStr;
 
 use serde_json::{Value, json};
 
-use super::{AllowSource, Finding, ScanReport, Severity, Suppression, builtin_rules};
+use crate::scan::report::{level, pretty, security_severity, uri_path};
+
+use super::{AllowSource, Finding, ScanReport, Suppression, builtin_rules};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -37,12 +39,6 @@ pub fn render(report: &ScanReport, format: Format) -> String {
         Format::Json => pretty(&json_report(report)),
         Format::Sarif => pretty(&sarif(report)),
     }
-}
-
-fn pretty(value: &Value) -> String {
-    let mut s = serde_json::to_string_pretty(value).unwrap_or_default();
-    s.push('\n');
-    s
 }
 
 /// One row per finding, then a summary line.
@@ -169,37 +165,6 @@ pub fn json_report(report: &ScanReport) -> Value {
             "skipped_symlinks": stats.skipped_symlinks,
         },
     })
-}
-
-fn level(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Critical | Severity::High => "error",
-        Severity::Medium => "warning",
-        Severity::Low => "note",
-    }
-}
-
-/// The score code-scanning dashboards sort by (CVSS-like, 0-10).
-fn security_severity(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Critical => "9.5",
-        Severity::High => "8.0",
-        Severity::Medium => "5.5",
-        Severity::Low => "3.0",
-    }
-}
-
-/// Percent-encodes what may not stand in a URI path.
-fn uri_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for b in path.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
 }
 
 /// A SARIF 2.1.0 log with one run; suppressed findings are included with their
