@@ -82,6 +82,28 @@ pub struct Package {
     pub layer: Option<String>,
 }
 
+impl Package {
+    /// A package of a language ecosystem: no source package, no distribution release, no layer
+    /// (yet).
+    pub fn new(
+        ecosystem: Ecosystem,
+        name: impl Into<String>,
+        version: impl Into<String>,
+        location: &str,
+    ) -> Package {
+        Package {
+            ecosystem,
+            name: name.into(),
+            version: version.into(),
+            source_name: None,
+            source_version: None,
+            distro_release: None,
+            location: location.to_string(),
+            layer: None,
+        }
+    }
+}
+
 /// Reads until `buf` is full or the stream ends; returns how many bytes were read.
 pub(crate) fn read_full<R: std::io::Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;

@@ -28,16 +28,7 @@ pub fn parse_cargo_lock(text: &str, location: &str) -> Result<Vec<Package>, Pars
         .package
         .into_iter()
         .filter(|p| p.source.is_some())
-        .map(|p| Package {
-            ecosystem: Ecosystem::CratesIo,
-            name: p.name,
-            version: p.version,
-            source_name: None,
-            source_version: None,
-            distro_release: None,
-            location: location.to_string(),
-            layer: None,
-        })
+        .map(|p| Package::new(Ecosystem::CratesIo, p.name, p.version, location))
         .collect())
 }
 

@@ -375,7 +375,7 @@ pub fn packages(info: &GoBuildInfo, location: &str) -> Vec<Package> {
                 if path.is_empty() || version.is_empty() || version == "(devel)" {
                     continue;
                 }
-                out.push(go_package(path, v, location));
+                out.push(Package::new(Ecosystem::Go, path, v, location));
                 last_replaceable = Some(out.len() - 1);
             }
             "=>" => {
@@ -395,22 +395,9 @@ pub fn packages(info: &GoBuildInfo, location: &str) -> Vec<Package> {
         out.pop();
     }
     if let Some(v) = stdlib_version(&info.go_version) {
-        out.push(go_package("stdlib", &v, location));
+        out.push(Package::new(Ecosystem::Go, "stdlib", &v, location));
     }
     out
-}
-
-fn go_package(name: &str, version: &str, location: &str) -> Package {
-    Package {
-        ecosystem: Ecosystem::Go,
-        name: name.to_string(),
-        version: version.to_string(),
-        source_name: None,
-        source_version: None,
-        distro_release: None,
-        location: location.to_string(),
-        layer: None,
-    }
 }
 
 /// `go1.21.5` → `1.21.5`; `go1.20` → `1.20.0`; `go1.21rc2` → `1.21.0-rc.2`;
@@ -523,7 +510,12 @@ pub fn parse_go_mod(text: &str, location: &str) -> Result<Vec<Package>, ParseErr
             path = new_path.clone();
             version = new_version.clone();
         }
-        out.push(go_package(&path, version.trim_start_matches('v'), location));
+        out.push(Package::new(
+            Ecosystem::Go,
+            &path,
+            version.trim_start_matches('v'),
+            location,
+        ));
     }
     Ok(out)
 }

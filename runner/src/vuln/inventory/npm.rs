@@ -6,19 +6,6 @@ use serde_json::Value;
 use super::ParseError;
 use crate::vuln::{Ecosystem, Package};
 
-fn npm(name: &str, version: &str, location: &str) -> Package {
-    Package {
-        ecosystem: Ecosystem::Npm,
-        name: name.to_string(),
-        version: version.to_string(),
-        source_name: None,
-        source_version: None,
-        distro_release: None,
-        location: location.to_string(),
-        layer: None,
-    }
-}
-
 /// Whether a lock entry's version names a registry release (`1.2.3`, `1.2.3-beta.1`), not a
 /// `file:`, `link:`, git or tarball URL, which advisories cannot be matched against.
 fn registry_version(v: &str) -> bool {
@@ -34,7 +21,7 @@ pub fn parse_package_json(text: &str, location: &str) -> Result<Option<Package>,
     if name.is_empty() || version.is_empty() {
         return Ok(None);
     }
-    Ok(Some(npm(name, version, location)))
+    Ok(Some(Package::new(Ecosystem::Npm, name, version, location)))
 }
 
 /// The packages a `package-lock.json` (or `npm-shrinkwrap.json`) installs. Lockfile v2 and v3
@@ -61,7 +48,7 @@ pub fn parse_package_lock(text: &str, location: &str) -> Result<Vec<Package>, Pa
                 .and_then(Value::as_str)
                 .unwrap_or(&path[idx + "node_modules/".len()..]);
             if registry_version(version) && !name.is_empty() {
-                out.push(npm(name, version, location));
+                out.push(Package::new(Ecosystem::Npm, name, version, location));
             }
         }
     } else if let Some(deps) = v.get("dependencies").and_then(Value::as_object) {
@@ -78,11 +65,11 @@ fn walk_v1(deps: &serde_json::Map<String, Value>, location: &str, out: &mut Vec<
                 if let Some(at) = alias.rfind('@').filter(|&i| i > 0) {
                     let (real, ver) = (&alias[..at], &alias[at + 1..]);
                     if registry_version(ver) {
-                        out.push(npm(real, ver, location));
+                        out.push(Package::new(Ecosystem::Npm, real, ver, location));
                     }
                 }
             } else if registry_version(version) {
-                out.push(npm(name, version, location));
+                out.push(Package::new(Ecosystem::Npm, name, version, location));
             }
         }
         if let Some(nested) = entry.get("dependencies").and_then(Value::as_object) {

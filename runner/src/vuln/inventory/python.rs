@@ -25,16 +25,7 @@ pub fn normalize_name(name: &str) -> String {
 }
 
 fn pypi(name: &str, version: &str, location: &str) -> Package {
-    Package {
-        ecosystem: Ecosystem::PyPI,
-        name: normalize_name(name),
-        version: version.to_string(),
-        source_name: None,
-        source_version: None,
-        distro_release: None,
-        location: location.to_string(),
-        layer: None,
-    }
+    Package::new(Ecosystem::PyPI, normalize_name(name), version, location)
 }
 
 /// Parses the core metadata of an installed distribution (`METADATA`, `PKG-INFO`, or a legacy
