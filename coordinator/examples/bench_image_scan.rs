@@ -27,6 +27,8 @@
 //! [--no-engine]` (builds the image once, then this example in release mode), or directly:
 //! `bench_image_scan --image moat-bench/debian12:1 --db tests/fixtures/advisories --save FILE`.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -40,18 +42,11 @@ use moat_runner::vuln::image::{read_image_exported, read_image_layers, read_save
 use moat_runner::vuln::inventory::inventory_image;
 use moat_runner::vuln::matcher::match_packages;
 use moat_runner::vuln::scan::{ImageScan, scan_image, scan_saved};
+use support::{arg, flag};
 
 /// The targets.
 const MAX_RATIO: f64 = 2.0;
 const MAX_SCAN: Duration = Duration::from_secs(5);
-
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
-}
 
 /// Median, minimum and maximum of a set of runs.
 #[derive(Debug, Clone, Copy)]
@@ -237,7 +232,7 @@ fn main() {
     ));
     let runs: usize = arg("--runs", "5").parse().expect("--runs N");
     assert!(runs >= 1, "--runs must be at least 1");
-    let with_engine = !std::env::args().any(|a| a == "--no-engine");
+    let with_engine = !flag("--no-engine");
 
     // The same kind of runtime `moat scan image` uses.
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");

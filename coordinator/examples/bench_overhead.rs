@@ -5,6 +5,8 @@
 //! script) through the Docker API in a plain create/start/wait/remove loop. Prints both times
 //! and their ratio. Usage: `scripts/bench-overhead` (builds in release mode first).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -15,40 +17,9 @@ use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOp
 use futures_util::StreamExt;
 use moat_pipelines::{Event, EventKind};
 use moat_runner::{Engine, EngineConfig, RunHandle, docker};
+use support::{arg, build_busybox_image, git};
 
 const IMAGE: &str = "moat-test/busybox:1";
-
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
-}
-
-fn sh(cmd: &mut Command) {
-    let out = cmd.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn build_image() {
-    let ctx = std::env::temp_dir().join(format!("moat-bench-image-{}", std::process::id()));
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::copy("/bin/busybox", ctx.join("busybox")).expect("busybox-static is installed");
-    std::fs::write(
-        ctx.join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nRUN [\"/bin/mkdir\", \"-p\", \"/tmp\", \"/root\"]\n",
-    )
-    .unwrap();
-    sh(Command::new("docker")
-        .args(["build", "-q", "-t", IMAGE])
-        .arg(&ctx));
-    let _ = std::fs::remove_dir_all(&ctx);
-}
 
 fn pipeline(stages: usize) -> String {
     let mut s = String::from("version: 1\nstages:\n");
@@ -65,16 +36,7 @@ fn make_repo(stages: usize) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(".moat.yml"), pipeline(stages)).unwrap();
-    let git = |args: &[&str]| {
-        sh(Command::new("git")
-            .arg("-C")
-            .arg(&dir)
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "bench")
-            .env("GIT_AUTHOR_EMAIL", "bench@moat.invalid")
-            .env("GIT_COMMITTER_NAME", "bench")
-            .env("GIT_COMMITTER_EMAIL", "bench@moat.invalid"))
-    };
+    let git = |args: &[&str]| git(&dir, args).expect("git");
     git(&["init", "-q", "-b", "main"]);
     git(&["add", "-A"]);
     git(&["commit", "-q", "-m", "bench"]);
@@ -178,7 +140,7 @@ async fn main() {
     let stages: usize = arg("--stages", "20").parse().unwrap();
     let rounds: usize = arg("--rounds", "5").parse().unwrap();
     let moat = PathBuf::from(arg("--moat", "target/release/moat"));
-    build_image();
+    build_busybox_image(IMAGE).expect("the busybox test image");
     let repo = make_repo(stages);
     let engine = Arc::new(Engine::new(
         docker::connect().await.expect("docker"),

@@ -33,6 +33,8 @@
 //! `MOAT_LOG` sets the log filter (default `warn`, without sqlx's slow-acquire warnings:
 //! queueing saturates the pool on purpose).
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,30 +51,20 @@ use moat_coordinator::{server, tokens};
 use moat_pipelines::{Event, EventKind};
 use moat_runner::agent::Client;
 use moat_runner::protocol::{ClaimRequest, ClaimResponse, CompleteRequest, WireOutcome, paths};
+use support::{flag, opt};
 use tokio_util::sync::CancellationToken;
 
 const DEFAULT_POSTGRES: &str = "postgres://moat_test:moat_test@127.0.0.1:5432/postgres";
 const TARGET_JOBS_PER_SEC: f64 = 1000.0;
 const TARGET_IDLE_P99: Duration = Duration::from_millis(50);
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
 fn num(name: &str, default: usize) -> anyhow::Result<usize> {
-    match arg(name) {
+    match opt(name) {
         Some(v) => v
             .parse()
             .with_context(|| format!("{name} expects a number, got {v:?}")),
         None => Ok(default),
     }
-}
-
-fn flag(name: &str) -> bool {
-    std::env::args().any(|a| a == name)
 }
 
 #[derive(Debug, Clone)]
@@ -92,13 +84,13 @@ struct Opts {
 
 impl Opts {
     fn parse() -> anyhow::Result<Opts> {
-        let backends = match arg("--backend").as_deref().unwrap_or("both") {
+        let backends = match opt("--backend").as_deref().unwrap_or("both") {
             "sqlite" => vec!["sqlite"],
             "postgres" => vec!["postgres"],
             "both" => vec!["sqlite", "postgres"],
             other => anyhow::bail!("--backend: sqlite, postgres or both, not {other:?}"),
         };
-        let postgres = arg("--postgres")
+        let postgres = opt("--postgres")
             .or_else(|| std::env::var("MOAT_BENCH_POSTGRES").ok())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| DEFAULT_POSTGRES.to_string());

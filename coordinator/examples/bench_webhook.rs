@@ -30,6 +30,8 @@
 //!
 //! Usage: `scripts/bench-webhook [--rounds 10]` (needs Docker and busybox-static).
 
+mod support;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -51,65 +53,17 @@ use moat_pipelines::{Event, EventKind};
 use moat_runner::agent::{Agent, AgentConfig, Client};
 use moat_runner::{Engine, EngineConfig, RunHandle, docker};
 use serde_json::{Value, json};
+use support::{arg, build_busybox_image, git, sh};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const IMAGE: &str = "moat-test/busybox:1";
 const STAGE: &str = "hello";
 
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
-}
-
 fn pipeline() -> String {
     format!(
         "version: 1\non:\n  push: {{ branches: [main] }}\nstages:\n  - name: {STAGE}\n    kind: test\n    image: {IMAGE}\n    commands: [\"true\"]\n"
     )
-}
-
-fn sh(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
-    if !out.status.success() {
-        bail!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
-    sh(Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "bench")
-        .env("GIT_AUTHOR_EMAIL", "bench@moat.invalid")
-        .env("GIT_COMMITTER_NAME", "bench")
-        .env("GIT_COMMITTER_EMAIL", "bench@moat.invalid"))
-}
-
-/// The test image: `FROM scratch` plus the host's static busybox (as the e2e tests build it).
-fn build_image() -> anyhow::Result<()> {
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .context("busybox-static is installed (apt-get install busybox-static)")?;
-    let ctx = std::env::temp_dir().join(format!("moat-bench-image-{}", std::process::id()));
-    std::fs::create_dir_all(&ctx)?;
-    std::fs::copy(busybox, ctx.join("busybox"))?;
-    std::fs::write(
-        ctx.join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nRUN [\"/bin/mkdir\", \"-p\", \"/tmp\", \"/root\"]\n",
-    )?;
-    let built = sh(Command::new("docker")
-        .args(["build", "-q", "-t", IMAGE])
-        .arg(&ctx));
-    let _ = std::fs::remove_dir_all(&ctx);
-    built.map(|_| ())
 }
 
 /// A working repository and its bare "origin", which the coordinator clones from.
@@ -510,7 +464,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     server::install_tls_provider();
-    build_image()?;
+    build_busybox_image(IMAGE)?;
 
     let root = std::env::temp_dir().join(format!(
         "moat-bench-webhook-{}-{:08x}",
