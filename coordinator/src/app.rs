@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
+
 use moat_pipelines::{Event, EventKind};
 use moat_runner::gate::{self, GateMode};
 use tokio::sync::Notify;
@@ -36,6 +38,9 @@ pub struct Config {
     /// Set for Postgres: coordinators sharing the database wake each other with
     /// `LISTEN`/`NOTIFY` on this connection string.
     pub notify_url: Option<String>,
+    /// The installation's id ([`Store::installation_id`]); runners label job containers
+    /// with it.
+    pub installation: String,
 }
 
 impl Config {
@@ -50,6 +55,7 @@ impl Config {
             max_snapshot: 4 << 30,
             policy: AdminPolicy::default(),
             notify_url: None,
+            installation: String::new(),
         }
     }
 }
@@ -64,6 +70,8 @@ pub enum Topic {
     Deliveries,
     /// Log lines were stored or a run changed state.
     Logs,
+    /// A token was revoked: cached runner authentications are stale.
+    Tokens,
 }
 
 impl Topic {
@@ -72,6 +80,7 @@ impl Topic {
             Topic::Jobs => "jobs",
             Topic::Deliveries => "deliveries",
             Topic::Logs => "logs",
+            Topic::Tokens => "tokens",
         }
     }
 }
@@ -95,30 +104,70 @@ impl Keys {
     }
 }
 
-/// Runners authenticated recently, by token hash, for a short time: their requests are frequent
-/// and the token → runner mapping never changes.
+/// Runners authenticated recently, by token hash, for a short time: their requests are
+/// frequent. A revocation empties it at once here ([`RunnerCache::invalidate`]) and, through
+/// `NOTIFY` ([`Topic::Tokens`]), in the other coordinators sharing a Postgres database, which
+/// also empty theirs whenever their `LISTEN` connection is re-established; [`RunnerCache::TTL`]
+/// bounds how long a revoked runner token could still be accepted by another coordinator that
+/// missed the notification.
 #[derive(Default)]
-pub struct RunnerCache(
-    std::sync::Mutex<std::collections::HashMap<Vec<u8>, (store::Runner, std::time::Instant)>>,
-);
+pub struct RunnerCache {
+    entries:
+        std::sync::Mutex<std::collections::HashMap<Vec<u8>, (store::Runner, std::time::Instant)>>,
+    /// Bumped (under the entries' lock) by every invalidation, so that a lookup which started
+    /// before a revocation cannot put the revoked runner back afterwards.
+    generation: std::sync::atomic::AtomicU64,
+}
 
 impl RunnerCache {
-    const TTL: Duration = Duration::from_secs(30);
+    pub const TTL: Duration = Duration::from_secs(10);
     const MAX: usize = 10_000;
 
-    pub fn get(&self, hash: &[u8]) -> Option<store::Runner> {
-        let map = self.0.lock().expect("runner cache");
-        map.get(hash)
-            .filter(|(_, at)| at.elapsed() < Self::TTL)
-            .map(|(r, _)| r.clone())
+    fn entries(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<Vec<u8>, (store::Runner, std::time::Instant)>,
+    > {
+        // Entries are plain values: a panic elsewhere cannot leave them half-written.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn put(&self, hash: Vec<u8>, runner: store::Runner) {
-        let mut map = self.0.lock().expect("runner cache");
-        if map.len() >= Self::MAX {
-            map.retain(|_, (_, at)| at.elapsed() < Self::TTL);
+    /// The runner of a token hash: from the cache while fresh, else from `load` (the store).
+    pub async fn get_or_load<F, Fut>(
+        &self,
+        hash: &[u8],
+        load: F,
+    ) -> store::Result<Option<store::Runner>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = store::Result<Option<store::Runner>>>,
+    {
+        if let Some((r, at)) = self.entries().get(hash)
+            && at.elapsed() < Self::TTL
+        {
+            return Ok(Some(r.clone()));
         }
-        map.insert(hash, (runner, std::time::Instant::now()));
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+        let found = load().await?;
+        if let Some(r) = &found {
+            let mut map = self.entries();
+            if self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
+                if map.len() >= Self::MAX {
+                    map.retain(|_, (_, at)| at.elapsed() < Self::TTL);
+                }
+                map.insert(hash.to_vec(), (r.clone(), std::time::Instant::now()));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Forgets every cached runner: the next request of each is checked against the store.
+    pub fn invalidate(&self) {
+        let mut map = self.entries();
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        map.clear();
     }
 }
 
@@ -176,6 +225,7 @@ impl App {
             // One processor per coordinator: keep the permit if it is busy right now.
             Topic::Deliveries => self.deliveries.notify_one(),
             Topic::Logs => self.logs_written.notify_waiters(),
+            Topic::Tokens => self.runner_cache.invalidate(),
         }
     }
 
@@ -204,11 +254,20 @@ impl App {
             let connected = async {
                 let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
                 listener.listen(CHANNEL).await?;
+                // A revocation may have been announced while this connection was down.
+                self.runner_cache.invalidate();
                 loop {
-                    let n = listener.recv().await?;
+                    // `try_recv` (unlike `recv`) says when it had to reconnect: notifications
+                    // sent meanwhile are lost, a revocation among them perhaps.
+                    let Some(n) = listener.try_recv().await? else {
+                        tracing::warn!("LISTEN connection was lost and re-established");
+                        self.runner_cache.invalidate();
+                        continue;
+                    };
                     let topic = match n.payload() {
                         "jobs" => Topic::Jobs,
                         "deliveries" => Topic::Deliveries,
+                        "tokens" => Topic::Tokens,
                         _ => Topic::Logs,
                     };
                     self.wake_local(topic);
@@ -251,7 +310,15 @@ impl App {
                 "extended leases of running jobs after start-up"
             );
         }
-        tokio::fs::create_dir_all(self.snapshot_dir()).await?;
+        let snapshots = self.snapshot_dir();
+        tokio::fs::create_dir_all(&snapshots)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot create the snapshot directory {}",
+                    snapshots.display()
+                )
+            })?;
         let app = self.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move { app.delivery_loop(stop).await });
@@ -396,7 +463,9 @@ impl App {
             _ => None,
         };
         let tmp = self.config.data_dir.join("tmp");
-        tokio::fs::create_dir_all(&tmp).await?;
+        tokio::fs::create_dir_all(&tmp)
+            .await
+            .with_context(|| format!("cannot create the temporary directory {}", tmp.display()))?;
         let outcome = tokio::task::spawn_blocking(move || {
             gate::check_archive(&archive, mode, diff.as_deref(), &tmp)
         })

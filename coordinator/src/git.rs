@@ -17,6 +17,21 @@ pub enum GitError {
     MissingCommit(String),
     #[error("cannot run git: {0}")]
     Spawn(#[from] std::io::Error),
+    #[error("cannot create the mirror directory {}: {source}", path.display())]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Creates a mirror's directory (and `repos/` above it), naming it when that fails.
+async fn create_mirror_dir(dir: &Path) -> Result<(), GitError> {
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|source| GitError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })
 }
 
 pub struct Mirrors {
@@ -94,7 +109,7 @@ impl Mirrors {
         let _guard = lock.lock().await;
         let dir = self.path(repo_id);
         if !dir.join("HEAD").exists() {
-            tokio::fs::create_dir_all(&dir).await?;
+            create_mirror_dir(&dir).await?;
             git(&dir, &["init", "--quiet", "--bare"]).await?;
         }
         if self.has_commit(&dir, commit).await {
@@ -142,7 +157,7 @@ impl Mirrors {
         let _guard = lock.lock().await;
         let dir = self.path(repo_id);
         if !dir.join("HEAD").exists() {
-            tokio::fs::create_dir_all(&dir).await?;
+            create_mirror_dir(&dir).await?;
             git(&dir, &["init", "--quiet", "--bare"]).await?;
         }
         git(

@@ -132,6 +132,16 @@ enum Command {
         client: cli::admin::ClientOpts,
         #[arg(long)]
         description: Option<String>,
+        /// How long it can be used to register (like 30m, 1h, 24h; at most 720h).
+        #[arg(long, default_value = "1h")]
+        expires: String,
+    },
+    /// List, create and revoke tokens (admin, registration, runner).
+    Token {
+        #[command(flatten)]
+        client: cli::admin::ClientOpts,
+        #[command(subcommand)]
+        command: cli::admin::TokenCommand,
     },
 }
 
@@ -213,7 +223,9 @@ fn main() -> ExitCode {
         Command::RunnerToken {
             client,
             description,
-        } => cli::admin::runner_token(client, description),
+            expires,
+        } => cli::admin::runner_token(client, description, expires),
+        Command::Token { client, command } => cli::admin::token(client, command),
     };
     ExitCode::from(code)
 }

@@ -19,31 +19,46 @@ pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Writes a secret file readable by the owner only.
+/// Writes a secret file readable by the owner only (a temporary file renamed over it, so a
+/// crash leaves the old content or the new, never half). Every error names the file.
 pub fn write_secret_file(path: &Path, content: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create the directory {}", parent.display()))?;
     }
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(content.as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(content.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()
+    })();
+    written.with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| {
+        let _ = std::fs::remove_file(&tmp);
+        format!(
+            "cannot write {} (renaming {} over it)",
+            path.display(),
+            tmp.display()
+        )
+    })?;
     Ok(())
 }
 
 /// On first start (no admin token in the database) creates one, writes it to
 /// `<data_dir>/admin-token` (0600) and returns it so it can be shown; the database keeps only
 /// its hash.
+///
+/// An `admin-token` file that is already there is never overwritten: a database without admin
+/// tokens next to it is not the one that file belongs to (a lost or replaced database), and
+/// replacing the file would destroy the only copy of a working credential.
 pub async fn ensure_admin_token(
     store: &dyn Store,
     data_dir: &Path,
@@ -51,11 +66,21 @@ pub async fn ensure_admin_token(
     if store.count_tokens(TokenKind::Admin).await? > 0 {
         return Ok(None);
     }
+    let path = data_dir.join("admin-token");
+    if std::fs::symlink_metadata(&path).is_ok() {
+        anyhow::bail!(
+            "{} exists, but the database has no admin token: this data directory and the \
+             database do not belong together. Nothing was changed; restore the database, or \
+             move {} away to create a new admin token",
+            path.display(),
+            path.display()
+        );
+    }
     let token = tokens::generate(tokens::ADMIN_PREFIX);
     store
-        .create_token(TokenKind::Admin, &tokens::hash(&token), "first start")
+        .create_token(TokenKind::Admin, &tokens::hash(&token), "first start", None)
         .await?;
-    write_secret_file(&data_dir.join("admin-token"), &token)?;
+    write_secret_file(&path, &token)?;
     Ok(Some(token))
 }
 

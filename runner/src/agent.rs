@@ -405,6 +405,9 @@ impl Agent {
                 outputs: serde_json::Value::Null,
             }
         };
+        if let Err(e) = self.clear_previous_attempts(job).await {
+            return fail(e.to_string());
+        }
         let docker_run = self.docker_run_id(job.run_id);
         let handle = match self.engine.ensure_run_resources(&docker_run).await {
             Ok(h) => h,
@@ -427,6 +430,7 @@ impl Agent {
                 &StageInput {
                     secrets: job.secrets.0.clone(),
                     upstream: job.upstream.clone(),
+                    job: Some(job_ref(job)),
                 },
                 &*observer,
                 cancel,
@@ -449,6 +453,52 @@ impl Agent {
             }
         }
         result
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One stage, one copy: before attempt N of a job starts, nothing of an earlier attempt may still
+// run on this engine.
+
+/// How long the removal of an earlier attempt's containers may take to be confirmed.
+const PREVIOUS_ATTEMPT_CONFIRM: Duration = Duration::from_secs(20);
+
+fn job_ref(job: &JobAssignment) -> crate::docker::JobRef {
+    crate::docker::JobRef {
+        installation: job.installation.clone(),
+        job_id: job.job_id,
+        attempt: job.attempt,
+    }
+}
+
+impl Agent {
+    /// A job is retried after its lease was lost, but the runner that lost it may still be
+    /// running it (it hangs, or it was `kill -9`ed and its containers outlived it). Before a
+    /// retry starts, the containers of earlier attempts of the same job on this engine are
+    /// removed and confirmed gone; when that cannot be confirmed the attempt fails with the
+    /// reason instead of running the stage a second time beside the first.
+    async fn clear_previous_attempts(
+        &self,
+        job: &JobAssignment,
+    ) -> Result<(), crate::error::EngineError> {
+        if job.attempt <= 1 {
+            return Ok(());
+        }
+        let removed = crate::docker::remove_older_attempts(
+            self.engine.docker(),
+            &job_ref(job),
+            PREVIOUS_ATTEMPT_CONFIRM,
+        )
+        .await?;
+        if removed > 0 {
+            tracing::warn!(
+                job.id = job.job_id,
+                job.attempt = job.attempt,
+                removed,
+                "removed containers of earlier attempts before retrying"
+            );
+        }
+        Ok(())
     }
 }
 

@@ -117,6 +117,9 @@ pub struct StageInput {
     pub secrets: Vec<(String, String)>,
     /// The outputs of the stages it needs (transitively), as (stage name, outputs).
     pub upstream: Vec<(String, serde_json::Value)>,
+    /// The coordinator job attempt this stage runs as (`None` for `moat run`): its containers
+    /// are labelled with it (see [`docker::JobRef`]).
+    pub job: Option<docker::JobRef>,
 }
 
 /// How a stage ended, before timing is added.
@@ -198,6 +201,16 @@ pub fn stage_script(commands: &[String]) -> String {
         script.push('\n');
     }
     script
+}
+
+/// Marks a stage's container (or one of its services) as the job attempt's, so that a later
+/// attempt finds it (see [`docker::remove_older_attempts`]).
+fn add_job_labels(body: &mut ContainerCreateBody, job: Option<&docker::JobRef>) {
+    if let Some(job) = job {
+        body.labels
+            .get_or_insert_with(HashMap::new)
+            .extend(job.labels());
+    }
 }
 
 enum Ending {
@@ -600,10 +613,22 @@ impl Engine {
                         Some("cancelled".to_string()),
                     ));
                 }
-                services.push(self.start_service(run, stage, svc, observer).await?);
+                services.push(
+                    self.start_service(run, stage, svc, input.job.as_ref(), observer)
+                        .await?,
+                );
             }
-            self.run_container(run, stage, image, secrets, masker, observer, cancel)
-                .await
+            self.run_container(
+                run,
+                stage,
+                image,
+                secrets,
+                input.job.as_ref(),
+                masker,
+                observer,
+                cancel,
+            )
+            .await
         }
         .await;
         for id in services {
@@ -664,6 +689,7 @@ impl Engine {
         stage: &PlannedStage,
         image: &str,
         secrets: &[(String, String)],
+        job: Option<&docker::JobRef>,
         masker: &Masker,
         observer: &dyn Observer,
         cancel: &CancellationToken,
@@ -673,6 +699,7 @@ impl Engine {
         if let Some(env) = body.env.as_mut() {
             env.extend(secrets.iter().map(|(k, v)| format!("{k}={v}")));
         }
+        add_job_labels(&mut body, job);
         let created = self
             .docker
             .create_container(
@@ -875,6 +902,7 @@ impl Engine {
         run: &RunHandle,
         stage: &PlannedStage,
         svc: &Service,
+        job: Option<&docker::JobRef>,
         observer: &dyn Observer,
     ) -> Result<String, EngineError> {
         ensure_image(&self.docker, &svc.image).await?;
@@ -884,7 +912,7 @@ impl Engine {
         host.mounts = None;
         host.privileged = Some(false);
         host.cap_add = Some(KEPT_CAPABILITIES.iter().map(|c| (*c).to_string()).collect());
-        let body = ContainerCreateBody {
+        let mut body = ContainerCreateBody {
             image: Some(svc.image.clone()),
             cmd: (!svc.command.is_empty()).then(|| svc.command.clone()),
             env: Some(svc.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
@@ -902,6 +930,7 @@ impl Engine {
             }),
             ..Default::default()
         };
+        add_job_labels(&mut body, job);
         let created = self
             .docker
             .create_container(

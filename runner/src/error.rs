@@ -14,4 +14,7 @@ pub enum EngineError {
     Docker(#[from] bollard::errors::Error),
     #[error("workspace: {0}")]
     Workspace(String),
+    /// An earlier attempt of a job may still be running on this engine.
+    #[error("not started, to avoid running the stage twice: {0}")]
+    PreviousAttempt(String),
 }

@@ -181,6 +181,7 @@ pub async fn execute(
                             .filter_map(|n| secrets.iter().find(|(k, _)| k == n).cloned())
                             .collect(),
                         upstream,
+                        job: None,
                     };
                     let r = engine
                         .run_stage(&handle, &stage, &input, &*observer, &cancel)

@@ -62,6 +62,9 @@ pub struct ClaimResponse {
 pub struct JobAssignment {
     pub job_id: i64,
     pub attempt: i64,
+    /// The coordinator installation's id: with `job_id` and `attempt` it labels the job's
+    /// containers, so a later attempt finds (and removes) what an earlier one left running.
+    pub installation: String,
     pub run_id: i64,
     pub run_number: i64,
     pub repo: String,

@@ -1,6 +1,6 @@
 //! The administration verbs (`moat repo`, `moat runs`, `moat logs`, `moat cancel`,
-//! `moat rerun`, `moat trigger`, `moat runners`, `moat runner-token`): thin clients of the
-//! coordinator's REST API. `--json` prints the API's JSON as it is.
+//! `moat rerun`, `moat trigger`, `moat runners`, `moat runner-token`, `moat token`): thin
+//! clients of the coordinator's REST API. `--json` prints the API's JSON as it is.
 
 use std::path::PathBuf;
 
@@ -477,22 +477,126 @@ pub fn runners(opts: ClientOpts) -> u8 {
     })
 }
 
-pub fn runner_token(opts: ClientOpts, description: Option<String>) -> u8 {
+pub fn runner_token(opts: ClientOpts, description: Option<String>, expires: String) -> u8 {
     block_on(async move {
         let api = Api::new(&opts)?;
         let v = api
             .post(
                 "/api/v1/runner-tokens",
-                json!({ "description": description }),
+                json!({ "description": description, "expires": expires }),
             )
             .await?;
         if opts.json {
             print_json(&v);
         } else {
             println!("{}", s(&v["token"]));
+            eprintln!(
+                "moat: one-time runner registration token {} (valid until {})",
+                s(&v["id"]),
+                v["expires_at"]
+                    .as_i64()
+                    .map(utc)
+                    .unwrap_or_else(|| "-".into())
+            );
         }
         Ok(())
     })
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Every token (admin, registration, runner): id, kind, label, dates. Never the tokens.
+    List,
+    /// Create an admin token (shown once). To rotate: create one, use it, revoke the old one.
+    Create {
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Revoke a token by id: it is refused from the next request on. The last admin token
+    /// cannot be revoked.
+    Revoke { id: i64 },
+}
+
+pub fn token(opts: ClientOpts, cmd: TokenCommand) -> u8 {
+    block_on(async move {
+        let api = Api::new(&opts)?;
+        match cmd {
+            TokenCommand::List => {
+                let v = api.get("/api/v1/tokens", &[]).await?;
+                if opts.json {
+                    print_json(&v);
+                    return Ok(());
+                }
+                println!(
+                    "{:<6} {:<13} {:<24} {:<20} {:<20} EXPIRES",
+                    "ID", "KIND", "LABEL", "CREATED", "LAST USED"
+                );
+                let when = |v: &Value| v.as_i64().map(utc).unwrap_or_else(|| "-".into());
+                for t in v.as_array().into_iter().flatten() {
+                    let expires = match (t["expires_at"].as_i64(), t["expired"] == true) {
+                        (None, _) => "never".to_string(),
+                        (Some(at), false) => utc(at),
+                        (Some(at), true) => format!("{} (expired)", utc(at)),
+                    };
+                    let label = s(&t["label"]);
+                    println!(
+                        "{:<6} {:<13} {:<24} {:<20} {:<20} {}",
+                        s(&t["id"]),
+                        s(&t["kind"]),
+                        if label.is_empty() { "-".into() } else { label },
+                        when(&t["created_at"]),
+                        when(&t["last_used_at"]),
+                        expires
+                    );
+                }
+            }
+            TokenCommand::Create { label } => {
+                let v = api
+                    .post("/api/v1/tokens", json!({ "label": label }))
+                    .await?;
+                if opts.json {
+                    print_json(&v);
+                } else {
+                    println!("{}", s(&v["token"]));
+                    eprintln!(
+                        "moat: admin token {} created (shown once); revoke an old one with `moat token revoke ID`",
+                        s(&v["id"])
+                    );
+                }
+            }
+            TokenCommand::Revoke { id } => {
+                let v = api.delete(&format!("/api/v1/tokens/{id}")).await?;
+                if opts.json {
+                    print_json(&v);
+                } else {
+                    println!("token {id} ({}) revoked", s(&v["kind"]));
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
+fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
 }
 
 /// `moat seal --repo NAME`: reads a value from stdin and prints the string to put under
@@ -632,4 +736,17 @@ pub fn approve(opts: ClientOpts, run: i64, stage: Option<String>) -> u8 {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(utc(1_767_225_599_999), "2025-12-31 23:59:59");
+        assert_eq!(utc(-1000), "1969-12-31 23:59:59");
+    }
 }

@@ -36,6 +36,9 @@ pub struct UpArgs {
     /// The administrator's policy file (gate floors, protected refs, allowances).
     #[arg(long, env = "MOAT_POLICY")]
     pub policy: Option<PathBuf>,
+    /// Seconds a runner may go without a heartbeat before its job is given to another.
+    #[arg(long, default_value_t = 30)]
+    pub lease_secs: u64,
 }
 
 #[derive(Debug, Args)]
@@ -116,12 +119,64 @@ fn cancel_on_signal(token: CancellationToken) {
     });
 }
 
+/// Makes sure the data directory exists. One Moat creates is private (mode 0700); an existing
+/// one keeps the mode its owner gave it.
 fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    Ok(())
+    match data_dir_state(std::fs::metadata(dir)) {
+        DataDir::Exists => Ok(()),
+        DataDir::NotADirectory => anyhow::bail!(
+            "the data directory {} exists but is not a directory",
+            dir.display()
+        ),
+        DataDir::Unreadable(e) => {
+            Err(e).with_context(|| format!("cannot use the data directory {}", dir.display()))
+        }
+        DataDir::Missing => create_private_dir(dir),
+    }
+}
+
+/// What is at the data directory's path.
+#[derive(Debug)]
+enum DataDir {
+    Exists,
+    Missing,
+    NotADirectory,
+    Unreadable(std::io::Error),
+}
+
+fn data_dir_state(meta: std::io::Result<std::fs::Metadata>) -> DataDir {
+    match meta {
+        Ok(m) if m.is_dir() => DataDir::Exists,
+        Ok(_) => DataDir::NotADirectory,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => DataDir::Missing,
+        Err(e) => DataDir::Unreadable(e),
+    }
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create the directory {}", parent.display()))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {
+            // The umask may have taken bits away; the directory is ours, so say exactly.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(
+                || {
+                    format!(
+                        "cannot set the mode of the data directory {}",
+                        dir.display()
+                    )
+                },
+            )
+        }
+        // Made by someone else meanwhile: theirs, as it is.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot create the data directory {}", dir.display()))
+        }
+    }
 }
 
 fn report(result: anyhow::Result<()>) -> u8 {
@@ -174,6 +229,7 @@ async fn start_coordinator(
     config.lease = lease;
     config.policy = policy;
     config.heartbeat = (lease / 6).max(Duration::from_millis(200));
+    config.installation = store.installation_id().await?;
     let keys = crate::app::Keys::load_or_create(data_dir)?;
     let app = App::new(store, config, keys);
     app.start(shutdown.clone()).await?;
@@ -254,7 +310,7 @@ async fn up_async(args: UpArgs) -> anyhow::Result<()> {
         &args.data_dir,
         &sqlite_url(&args.data_dir),
         public,
-        Duration::from_secs(30),
+        Duration::from_secs(args.lease_secs.max(1)),
         args.policy.as_deref(),
         &shutdown,
     )

@@ -1,6 +1,6 @@
 //! The REST API under `/api/v1`, for administrators (bearer admin tokens): repositories,
-//! runs with their stages, logs (paged and live), cancel, re-run, manual runs, runners,
-//! registration tokens and the audit trail.
+//! runs with their stages, logs (paged and live), cancel, re-run, manual runs, runners and the
+//! audit trail. Tokens have their own module (`token_admin.rs`).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -21,7 +21,7 @@ use crate::app::{AppState, Topic};
 use crate::forge::Trigger;
 use crate::store::{
     AuditEvent, Forge, Job, LogLine, NewRepository, Repository, Run, RunFilter, RunStatus, Runner,
-    StoreError, TokenKind, now_ms,
+    StoreError, now_ms,
 };
 use crate::tokens;
 
@@ -37,7 +37,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/runs/{id}/rerun", post(rerun))
         .route("/api/v1/runs/{id}/approve", post(approve))
         .route("/api/v1/runners", get(list_runners))
-        .route("/api/v1/runner-tokens", post(create_registration_token))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/seal-key", get(seal_key))
         .route("/api/v1/repos/{repo}/secrets", get(list_secrets))
@@ -697,41 +696,6 @@ async fn approve(
 
 async fn list_runners(State(state): State<AppState>, _: Admin) -> ApiResult<Json<Vec<Runner>>> {
     Ok(Json(state.store.list_runners().await?))
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct TokenRequest {
-    description: Option<String>,
-}
-
-async fn create_registration_token(
-    State(state): State<AppState>,
-    admin: Admin,
-    body: Option<Json<TokenRequest>>,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    let description: String = body
-        .and_then(|b| b.0.description)
-        .unwrap_or_default()
-        .chars()
-        .take(200)
-        .collect();
-    let token = tokens::generate(tokens::REGISTRATION_PREFIX);
-    state
-        .store
-        .create_token(TokenKind::Registration, &tokens::hash(&token), &description)
-        .await?;
-    state
-        .store
-        .audit(
-            &admin.actor(),
-            "runner_token.created",
-            None,
-            &json!({ "description": description }).to_string(),
-            now_ms(),
-        )
-        .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "token": token }))))
 }
 
 #[derive(Deserialize)]

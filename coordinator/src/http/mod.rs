@@ -21,6 +21,7 @@ use crate::tokens;
 
 mod api;
 mod runner;
+mod token_admin;
 mod webhooks;
 
 /// Largest JSON body of an API or runner request (log batches are the largest).
@@ -129,7 +130,11 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
         let token = bearer(parts)?;
-        match state.store.find_token(&tokens::hash(token)).await? {
+        match state
+            .store
+            .use_token(&tokens::hash(token), crate::store::now_ms())
+            .await?
+        {
             Some(t) if t.kind == TokenKind::Admin => Ok(Admin { token_id: t.id }),
             _ => Err(ApiError::unauthorized("invalid token")),
         }
@@ -153,14 +158,12 @@ impl FromRequestParts<AppState> for RunnerAuth {
         let token = bearer(parts)?;
         let hash = tokens::hash(token);
         // Runners call several times a second; a token seen recently needs no database read.
-        if let Some(r) = state.runner_cache.get(&hash) {
-            return Ok(RunnerAuth(r));
-        }
-        match state.store.runner_by_token(&hash).await? {
-            Some(r) => {
-                state.runner_cache.put(hash, r.clone());
-                Ok(RunnerAuth(r))
-            }
+        match state
+            .runner_cache
+            .get_or_load(&hash, || state.store.runner_by_token(&hash))
+            .await?
+        {
+            Some(r) => Ok(RunnerAuth(r)),
             None => Err(ApiError::unauthorized("invalid runner token")),
         }
     }
@@ -175,6 +178,7 @@ async fn fallback() -> ApiError {
 pub fn router(state: AppState) -> Router {
     let timed = Router::new()
         .merge(api::routes())
+        .merge(token_admin::routes())
         .merge(runner::routes())
         .merge(webhooks::routes(state.config.max_webhook_body))
         .layer(TimeoutLayer::with_status_code(

@@ -18,7 +18,9 @@ use tokio::io::AsyncWriteExt;
 
 use super::{ApiError, ApiResult, RunnerAuth};
 use crate::app::{AppState, Topic};
-use crate::store::{Claimed, Job, JobCompletion, JobOutcome, JobStatus, NewLogLine, now_ms};
+use crate::store::{
+    Claimed, Job, JobCompletion, JobOutcome, JobStatus, NewLogLine, Registration, now_ms,
+};
 use crate::tokens;
 
 /// Longest a claim may wait for a job.
@@ -50,16 +52,28 @@ async fn register(
     State(state): State<AppState>,
     Json(req): Json<RegisterRequest>,
 ) -> ApiResult<Json<RegisterResponse>> {
-    if req.token.len() > tokens::MAX_TOKEN_LEN
+    let outcome = if req.token.len() > tokens::MAX_TOKEN_LEN
         || !req.token.starts_with(tokens::REGISTRATION_PREFIX)
-        || !state
-            .store
-            .consume_registration_token(&tokens::hash(&req.token))
-            .await?
     {
-        return Err(ApiError::unauthorized(
-            "invalid or already used registration token",
-        ));
+        Registration::Unknown
+    } else {
+        state
+            .store
+            .consume_registration_token(&tokens::hash(&req.token), now_ms())
+            .await?
+    };
+    match outcome {
+        Registration::Accepted => {}
+        Registration::Expired => {
+            return Err(ApiError::unauthorized(
+                "this registration token has expired; create a new one (moat runner-token)",
+            ));
+        }
+        Registration::Unknown => {
+            return Err(ApiError::unauthorized(
+                "invalid, revoked or already used registration token",
+            ));
+        }
     }
     let name: String = req.name.chars().take(100).collect();
     let slots = i64::from(req.slots.clamp(1, 1024));
@@ -262,6 +276,7 @@ async fn assignment(
     Ok(JobAssignment {
         job_id: c.job.id,
         attempt: c.job.attempt,
+        installation: state.config.installation.clone(),
         run_id: c.run.id,
         run_number: c.run.number,
         repo: c.repo.name,
@@ -557,9 +572,10 @@ async fn workspace(
             .iter()
             .find(|j| j.stage_index == stage)
             .expect("collected above");
-        let tar = tokio::fs::read(state.snapshot_path(need.id))
+        let snapshot = state.snapshot_path(need.id);
+        let tar = tokio::fs::read(&snapshot)
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(|e| ApiError::internal(format!("cannot read {}: {e}", snapshot.display())))?;
         archive.extend(strip_tar_end(tar));
     }
     archive.extend_from_slice(&[0u8; 1024]);
@@ -575,9 +591,9 @@ async fn snapshot(
     held_job(&state, runner.id, job_id).await?;
     let path = state.snapshot_path(job_id);
     let tmp = path.with_extension(format!("tar.{}.part", std::process::id()));
-    let mut file = tokio::fs::File::create(&tmp)
-        .await
-        .map_err(ApiError::internal)?;
+    let file_error =
+        |e: std::io::Error| ApiError::internal(format!("cannot write {}: {e}", tmp.display()));
+    let mut file = tokio::fs::File::create(&tmp).await.map_err(file_error)?;
     let mut stream = body.into_data_stream();
     let mut size: u64 = 0;
     while let Some(chunk) = stream.next().await {
@@ -595,13 +611,17 @@ async fn snapshot(
         size += chunk.len() as u64;
         if let Err(e) = file.write_all(&chunk).await {
             let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(ApiError::internal(e));
+            return Err(file_error(e));
         }
     }
-    file.sync_all().await.map_err(ApiError::internal)?;
-    tokio::fs::rename(&tmp, &path)
-        .await
-        .map_err(ApiError::internal)?;
+    file.sync_all().await.map_err(file_error)?;
+    tokio::fs::rename(&tmp, &path).await.map_err(|e| {
+        ApiError::internal(format!(
+            "cannot rename {} to {}: {e}",
+            tmp.display(),
+            path.display()
+        ))
+    })?;
     tracing::debug!(job.id = job_id, size, "workspace snapshot stored");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -38,6 +38,23 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// An existing SQLite database failed the start-up check; nothing was written to it.
+    #[error(
+        "the database {} {problem}; it was left as it is (no write to it, its write-ahead log or \
+         the data directory): restore it from a backup, or move it away to start a new \
+         installation",
+        path.display()
+    )]
+    Damaged {
+        path: std::path::PathBuf,
+        problem: String,
+    },
+    /// A database file that cannot be read (permissions, a directory in its place, …).
+    #[error("cannot read the database {}: {source}", path.display())]
+    Unreadable {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -370,14 +387,51 @@ pub enum TokenKind {
     Admin,
     /// One-time: exchanged by `moat runner` for a runner token.
     Registration,
+    /// A runner's own token, made at its registration ([`Store::create_runner`]).
+    Runner,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Admin => "admin",
+            TokenKind::Registration => "registration",
+            TokenKind::Runner => "runner",
+        }
+    }
+}
+
+/// A bearer token as stored: what it is for, never the token or its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Token {
     pub id: i64,
     pub kind: TokenKind,
+    /// The label given at creation; a runner token's is its runner's name.
     pub description: String,
     pub created_at: Millis,
+    /// After this the token is refused; `None`: it does not expire.
+    pub expires_at: Option<Millis>,
+    /// When it last authenticated a request (coarse; for runners their last request).
+    pub last_used_at: Option<Millis>,
+    /// The runner a runner token authenticates.
+    pub runner_id: Option<i64>,
+}
+
+impl Token {
+    pub fn expired(&self, now: Millis) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// What presenting a registration token achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// It was valid and is now used up.
+    Accepted,
+    /// It exists but expired (it stays listed until revoked).
+    Expired,
+    /// No such registration token (never made, already used or revoked).
+    Unknown,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -424,15 +478,36 @@ pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 
-    // Tokens (admin and one-time registration). Only hashes are stored.
-    async fn create_token(&self, kind: TokenKind, hash: &[u8], description: &str) -> Result<Token>;
+    // Tokens (admin, one-time registration, runner). Only hashes are stored.
+    /// An admin or registration token (runner tokens come with [`Store::create_runner`]).
+    async fn create_token(
+        &self,
+        kind: TokenKind,
+        hash: &[u8],
+        description: &str,
+        expires_at: Option<Millis>,
+    ) -> Result<Token>;
+    /// The token with this hash, whatever its state.
     async fn find_token(&self, hash: &[u8]) -> Result<Option<Token>>;
-    /// Deletes a registration token and reports whether it existed: one use only.
-    async fn consume_registration_token(&self, hash: &[u8]) -> Result<bool>;
+    /// The token with this hash if it has not expired, recording its use (coalesced: at most
+    /// one write per token per minute and store instance).
+    async fn use_token(&self, hash: &[u8], now: Millis) -> Result<Option<Token>>;
+    /// Deletes an unexpired registration token: one use only.
+    async fn consume_registration_token(&self, hash: &[u8], now: Millis) -> Result<Registration>;
     async fn count_tokens(&self, kind: TokenKind) -> Result<i64>;
+    /// Every token, oldest first; a runner token's `last_used_at` is its runner's last request.
+    async fn list_tokens(&self) -> Result<Vec<Token>>;
+    /// Deletes the token: it authenticates nothing from now on. `NotFound` when there is no
+    /// such token; `Conflict` for the last admin token (nobody could administer any more).
+    async fn revoke_token(&self, id: i64) -> Result<Token>;
+    /// This installation's random id (made by the migrations, the same for every coordinator
+    /// of the database).
+    async fn installation_id(&self) -> Result<String>;
 
     // Runners.
+    /// The runner and its token (kind `runner`, labelled with the runner's name).
     async fn create_runner(&self, name: &str, token_hash: &[u8], slots: i64) -> Result<Runner>;
+    /// The runner a (not revoked) runner token authenticates.
     async fn runner_by_token(&self, hash: &[u8]) -> Result<Option<Runner>>;
     async fn touch_runner(&self, runner_id: i64, now: Millis) -> Result<()>;
     async fn list_runners(&self) -> Result<Vec<Runner>>;

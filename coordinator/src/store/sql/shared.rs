@@ -27,8 +27,9 @@ use super::{
 };
 use crate::store::{
     AuditEvent, Claimed, Delivery, Expired, Forge, HeartbeatReply, Job, JobCompletion, JobOutcome,
-    JobStatus, LogLine, Millis, NewJob, NewLogLine, NewRepository, NewRun, Repository, Result, Run,
-    RunFilter, RunStatus, Runner, SecretMeta, Store, StoreError, StoredSecret, Token, TokenKind,
+    JobStatus, LogLine, Millis, NewJob, NewLogLine, NewRepository, NewRun, Registration,
+    Repository, Result, Run, RunFilter, RunStatus, Runner, SecretMeta, Store, StoreError,
+    StoredSecret, Token, TokenKind,
 };
 
 /// Runs `$body` (an expression that may use `?`) in a write transaction bound to `$c`,
@@ -130,6 +131,11 @@ macro_rules! log_cols {
         "id, job_id, attempt, seq, stream, line, at_ms"
     };
 }
+macro_rules! token_cols {
+    () => {
+        "id, kind, description, created_at, expires_at, last_used_at, runner_id"
+    };
+}
 macro_rules! audit_cols {
     () => {
         "id, at_ms, actor, action, run_id, detail"
@@ -138,13 +144,23 @@ macro_rules! audit_cols {
 
 /// `touch_runner` writes at most once per runner in this window (per store instance).
 const TOUCH_GRAIN_MS: Millis = 1000;
+/// `use_token` records a token's use at most once in this window (per store instance).
+const TOKEN_USE_GRAIN_MS: Millis = 60_000;
 
-/// When this store last wrote each runner's `last_seen_at` (see `touch_runner`).
+/// What a coalesced "last seen" write is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Touch {
+    Runner,
+    Token,
+}
+
+/// When this store last wrote each runner's `last_seen_at` (see `touch_runner`) and each
+/// token's `last_used_at` (see `use_token`).
 #[derive(Default)]
-pub(super) struct Touched(std::sync::Mutex<HashMap<i64, Millis>>);
+pub(super) struct Touched(std::sync::Mutex<HashMap<(Touch, i64), Millis>>);
 
 impl Backend {
-    fn touched(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Millis>> {
+    fn touched(&self) -> std::sync::MutexGuard<'_, HashMap<(Touch, i64), Millis>> {
         // A panic while holding this lock cannot leave the map inconsistent.
         self.touched.0.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -160,10 +176,7 @@ fn limit_or_default(limit: i64) -> i64 {
 }
 
 fn token_kind_str(kind: TokenKind) -> &'static str {
-    match kind {
-        TokenKind::Admin => "admin",
-        TokenKind::Registration => "registration",
-    }
+    kind.as_str()
 }
 
 fn corrupt(what: &str, value: impl std::fmt::Display) -> StoreError {
@@ -264,10 +277,14 @@ fn token_from_row(r: &DbRow) -> Result<Token> {
         kind: match kind.as_str() {
             "admin" => TokenKind::Admin,
             "registration" => TokenKind::Registration,
+            "runner" => TokenKind::Runner,
             _ => return Err(corrupt("token kind", &kind)),
         },
         description: r.try_get("description")?,
         created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+        last_used_at: r.try_get("last_used_at")?,
+        runner_id: r.try_get("runner_id")?,
     })
 }
 
@@ -959,6 +976,79 @@ async fn append_logs_tx(
     Ok(())
 }
 
+/// The runner row and its token row, together.
+async fn create_runner_tx(
+    c: &mut Conn,
+    name: &str,
+    token_hash: &[u8],
+    slots: i64,
+) -> Result<Runner> {
+    let now = crate::store::now_ms();
+    let conflict = || "a runner with this token already exists".to_string();
+    let row = sqlx::query(
+        "INSERT INTO runners (name, token_hash, slots, created_at) VALUES ($1, $2, $3, $4) \
+         RETURNING id, name, slots, created_at, last_seen_at",
+    )
+    .bind(name)
+    .bind(token_hash)
+    .bind(slots)
+    .bind(now)
+    .fetch_one(&mut *c)
+    .await
+    .map_err(|e| classify(e, conflict))?;
+    let runner = runner_from_row(&row)?;
+    sqlx::query(
+        "INSERT INTO tokens (kind, hash, description, created_at, runner_id) \
+         VALUES ('runner', $1, $2, $3, $4)",
+    )
+    .bind(token_hash)
+    .bind(name)
+    .bind(now)
+    .bind(runner.id)
+    .execute(&mut *c)
+    .await
+    .map_err(|e| classify(e, conflict))?;
+    Ok(runner)
+}
+
+/// Deletes a token; an admin token only while another remains. The admin rows are locked in id
+/// order first, so two coordinators revoking the last two admin tokens at once cannot both
+/// succeed (one sees the other's deletion) and cannot deadlock.
+async fn revoke_token_tx(c: &mut Conn, id: i64) -> Result<Token> {
+    let kind: String = sqlx::query_scalar("SELECT kind FROM tokens WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    if kind == token_kind_str(TokenKind::Admin) {
+        let admins: Vec<i64> = sqlx::query_scalar(concat!(
+            "SELECT id FROM tokens WHERE kind = 'admin' ORDER BY id",
+            for_update!()
+        ))
+        .fetch_all(&mut *c)
+        .await?;
+        if !admins.contains(&id) {
+            return Err(StoreError::NotFound);
+        }
+        if admins.len() < 2 {
+            return Err(StoreError::Conflict(
+                "this is the last admin token: create another one first (moat token create), \
+                 then revoke this one"
+                    .into(),
+            ));
+        }
+    }
+    let row = sqlx::query(concat!(
+        "DELETE FROM tokens WHERE id = $1 RETURNING ",
+        token_cols!()
+    ))
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    token_from_row(&row)
+}
+
 // ---------------------------------------------------------------------------------------------
 
 #[async_trait]
@@ -967,15 +1057,28 @@ impl Store for Backend {
         BACKEND_NAME
     }
 
-    async fn create_token(&self, kind: TokenKind, hash: &[u8], description: &str) -> Result<Token> {
-        let row = sqlx::query(
-            "INSERT INTO tokens (kind, hash, description, created_at) VALUES ($1, $2, $3, $4) \
-             RETURNING id, kind, description, created_at",
-        )
+    async fn create_token(
+        &self,
+        kind: TokenKind,
+        hash: &[u8],
+        description: &str,
+        expires_at: Option<Millis>,
+    ) -> Result<Token> {
+        if kind == TokenKind::Runner {
+            return Err(StoreError::Conflict(
+                "runner tokens are made when a runner registers".into(),
+            ));
+        }
+        let row = sqlx::query(concat!(
+            "INSERT INTO tokens (kind, hash, description, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING ",
+            token_cols!()
+        ))
         .bind(token_kind_str(kind))
         .bind(hash)
         .bind(description)
         .bind(crate::store::now_ms())
+        .bind(expires_at)
         .fetch_one(&mut *self.writer().await?)
         .await
         .map_err(|e| classify(e, || "a token with this hash already exists".into()))?;
@@ -983,20 +1086,56 @@ impl Store for Backend {
     }
 
     async fn find_token(&self, hash: &[u8]) -> Result<Option<Token>> {
-        let row =
-            sqlx::query("SELECT id, kind, description, created_at FROM tokens WHERE hash = $1")
-                .bind(hash)
-                .fetch_optional(&mut *self.reader().await?)
-                .await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            token_cols!(),
+            " FROM tokens WHERE hash = $1"
+        ))
+        .bind(hash)
+        .fetch_optional(&mut *self.reader().await?)
+        .await?;
         row.as_ref().map(token_from_row).transpose()
     }
 
-    async fn consume_registration_token(&self, hash: &[u8]) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM tokens WHERE hash = $1 AND kind = 'registration'")
-            .bind(hash)
-            .execute(&mut *self.writer().await?)
-            .await?;
-        Ok(done.rows_affected() == 1)
+    async fn use_token(&self, hash: &[u8], now: Millis) -> Result<Option<Token>> {
+        let Some(mut token) = self.find_token(hash).await? else {
+            return Ok(None);
+        };
+        if token.expired(now) {
+            return Ok(None);
+        }
+        // Admins call in bursts (a dashboard, a script); "last used" needs no finer grain than
+        // a minute, and a write per request would queue behind the scheduler's.
+        let key = (Touch::Token, token.id);
+        let recent = |last: Millis| last <= now && now - last < TOKEN_USE_GRAIN_MS;
+        if !self.touched().get(&key).is_some_and(|&last| recent(last)) {
+            sqlx::query("UPDATE tokens SET last_used_at = $2 WHERE id = $1")
+                .bind(token.id)
+                .bind(now)
+                .execute(&mut *self.writer().await?)
+                .await?;
+            self.touched().insert(key, now);
+            token.last_used_at = Some(now);
+        }
+        Ok(Some(token))
+    }
+
+    async fn consume_registration_token(&self, hash: &[u8], now: Millis) -> Result<Registration> {
+        let done = sqlx::query(
+            "DELETE FROM tokens WHERE hash = $1 AND kind = 'registration' \
+             AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(hash)
+        .bind(now)
+        .execute(&mut *self.writer().await?)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(Registration::Accepted);
+        }
+        Ok(match self.find_token(hash).await? {
+            Some(t) if t.kind == TokenKind::Registration => Registration::Expired,
+            _ => Registration::Unknown,
+        })
     }
 
     async fn count_tokens(&self, kind: TokenKind) -> Result<i64> {
@@ -1008,24 +1147,37 @@ impl Store for Backend {
         )
     }
 
-    async fn create_runner(&self, name: &str, token_hash: &[u8], slots: i64) -> Result<Runner> {
-        let row = sqlx::query(
-            "INSERT INTO runners (name, token_hash, slots, created_at) VALUES ($1, $2, $3, $4) \
-             RETURNING id, name, slots, created_at, last_seen_at",
+    async fn list_tokens(&self) -> Result<Vec<Token>> {
+        let rows = sqlx::query(
+            "SELECT t.id, t.kind, t.description, t.created_at, t.expires_at, \
+             COALESCE(r.last_seen_at, t.last_used_at) AS last_used_at, t.runner_id \
+             FROM tokens t LEFT JOIN runners r ON r.id = t.runner_id ORDER BY t.id",
         )
-        .bind(name)
-        .bind(token_hash)
-        .bind(slots)
-        .bind(crate::store::now_ms())
-        .fetch_one(&mut *self.writer().await?)
-        .await
-        .map_err(|e| classify(e, || "a runner with this token already exists".into()))?;
-        runner_from_row(&row)
+        .fetch_all(&mut *self.reader().await?)
+        .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn revoke_token(&self, id: i64) -> Result<Token> {
+        write_tx!(self, |c| revoke_token_tx(c, id).await)
+    }
+
+    async fn installation_id(&self) -> Result<String> {
+        sqlx::query_scalar("SELECT id FROM installation WHERE singleton = 1")
+            .fetch_optional(&mut *self.reader().await?)
+            .await?
+            .ok_or_else(|| corrupt("installation", "no installation id"))
+    }
+
+    async fn create_runner(&self, name: &str, token_hash: &[u8], slots: i64) -> Result<Runner> {
+        write_tx!(self, |c| create_runner_tx(c, name, token_hash, slots).await)
     }
 
     async fn runner_by_token(&self, hash: &[u8]) -> Result<Option<Runner>> {
         let row = sqlx::query(
-            "SELECT id, name, slots, created_at, last_seen_at FROM runners WHERE token_hash = $1",
+            "SELECT r.id, r.name, r.slots, r.created_at, r.last_seen_at \
+             FROM tokens t JOIN runners r ON r.id = t.runner_id \
+             WHERE t.hash = $1 AND t.kind = 'runner'",
         )
         .bind(hash)
         .fetch_optional(&mut *self.reader().await?)
@@ -1039,7 +1191,7 @@ impl Store for Backend {
         let recent = |last: Millis| last <= now && now - last < TOUCH_GRAIN_MS;
         if self
             .touched()
-            .get(&runner_id)
+            .get(&(Touch::Runner, runner_id))
             .is_some_and(|&last| recent(last))
         {
             return Ok(());
@@ -1052,7 +1204,7 @@ impl Store for Backend {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        self.touched().insert(runner_id, now);
+        self.touched().insert((Touch::Runner, runner_id), now);
         Ok(())
     }
 
