@@ -213,9 +213,17 @@ async fn start_coordinator(
         Some(p) => crate::policy::AdminPolicy::load(p)?,
         None => crate::policy::AdminPolicy::default(),
     };
-    let store = store::connect(database_url)
-        .await
-        .with_context(|| format!("cannot open the database {database_url}"))?;
+    let store = match store::connect(database_url).await {
+        Ok(s) => s,
+        // Says which file and why on its own.
+        Err(e @ store::StoreError::Damaged { .. }) => return Err(e.into()),
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot open the database {}",
+                redact_url(database_url)
+            )));
+        }
+    };
     if let Some(token) = server::ensure_admin_token(&*store, data_dir).await? {
         println!(
             "moat: admin token (shown once; also in {}): {token}",
@@ -234,6 +242,31 @@ async fn start_coordinator(
     let app = App::new(store, config, keys);
     app.start(shutdown.clone()).await?;
     Ok(app)
+}
+
+/// A database URL fit for a message: the password of `scheme://user:password@host/…` hidden.
+fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let authority_end = url[scheme_end..]
+        .find('/')
+        .map_or(url.len(), |i| scheme_end + i);
+    match url[scheme_end..authority_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &url[scheme_end..scheme_end + at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end],
+                    &userinfo[..colon],
+                    &url[scheme_end + at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    }
 }
 
 fn sqlite_url(data_dir: &Path) -> String {
@@ -415,4 +448,54 @@ async fn runner_async(args: RunnerArgs) -> anyhow::Result<()> {
     );
     agent.run(shutdown).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_lose_their_password() {
+        assert_eq!(
+            redact_url("postgres://moat:s3cret@db.local:5432/moat?sslmode=require"),
+            "postgres://moat:***@db.local:5432/moat?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://moat@db.local/moat"),
+            "postgres://moat@db.local/moat"
+        );
+        assert_eq!(
+            redact_url("sqlite:///var/lib/moat/moat.db"),
+            "sqlite:///var/lib/moat/moat.db"
+        );
+        assert_eq!(redact_url("moat.db"), "moat.db");
+        // An @ in the path is not userinfo.
+        assert_eq!(redact_url("sqlite:///a@b/moat.db"), "sqlite:///a@b/moat.db");
+    }
+
+    #[test]
+    fn data_dir_states() {
+        let dir = std::env::temp_dir().join(format!("moat-dd-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(matches!(
+            data_dir_state(std::fs::metadata(&dir)),
+            DataDir::Missing
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(matches!(
+            data_dir_state(std::fs::metadata(&dir)),
+            DataDir::Exists
+        ));
+        let file = dir.join("f");
+        std::fs::write(&file, b"").unwrap();
+        assert!(matches!(
+            data_dir_state(std::fs::metadata(&file)),
+            DataDir::NotADirectory
+        ));
+        assert!(matches!(
+            data_dir_state(std::fs::metadata(file.join("below"))),
+            DataDir::Unreadable(_)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

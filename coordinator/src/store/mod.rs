@@ -40,9 +40,9 @@ pub enum StoreError {
     Corrupt(String),
     /// An existing SQLite database failed the start-up check; nothing was written to it.
     #[error(
-        "the database {} {problem}; it was left as it is (no write to it, its write-ahead log or \
-         the data directory): restore it from a backup, or move it away to start a new \
-         installation",
+        "refusing to start: the database {} {problem}. Nothing was written to it, to its \
+         write-ahead log or to the data directory; restore it from a backup, or move it away to \
+         start a new installation",
         path.display()
     )]
     Damaged {
