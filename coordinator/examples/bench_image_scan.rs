@@ -37,11 +37,11 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use futures_util::StreamExt;
-use moat_runner::vuln::db::Database;
-use moat_runner::vuln::image::{read_image_exported, read_image_layers, read_saved};
-use moat_runner::vuln::inventory::inventory_image;
-use moat_runner::vuln::matcher::match_packages;
-use moat_runner::vuln::scan::{ImageScan, scan_image, scan_saved};
+use moat_vuln::db::Database;
+use moat_vuln::image::{read_image_exported, read_image_layers, read_saved};
+use moat_vuln::inventory::inventory_image;
+use moat_vuln::matcher::match_packages;
+use moat_vuln::scan::{ImageScan, scan_image, scan_saved};
 use support::{arg, flag};
 
 /// The targets.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use moat_pipelines::{Event, EventKind};
-use moat_runner::gate::{self, GateMode};
+use moat_secrets::gate::{self, GateMode};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 

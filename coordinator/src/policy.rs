@@ -22,7 +22,7 @@ use std::path::Path;
 use anyhow::Context;
 use moat_pipelines::pattern::Pattern;
 use moat_pipelines::{Pipeline, Severity};
-use moat_runner::gate::GateMode;
+use moat_secrets::gate::GateMode;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize, Default)]

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::docker::{self, Owner, ensure_image, is_not_found, labels, server_message};
 use crate::error::EngineError;
 use crate::logs::{LineSplitter, StreamKind, fmt_duration, fmt_size};
-use crate::mask::{MaskStream, Masker};
+use moat_secrets::mask::{MaskStream, Masker};
 
 /// The layer-less image whose never-started containers carry workspaces in and out.
 pub const SEED_IMAGE: &str = "moat/seed:1";
@@ -196,7 +196,7 @@ pub struct Engine {
     resources: tokio::sync::Mutex<()>,
     seed: tokio::sync::OnceCell<()>,
     /// Loaded on first use, then shared by every scan.
-    vuln_db: tokio::sync::OnceCell<Result<std::sync::Arc<crate::vuln::db::Database>, String>>,
+    vuln_db: tokio::sync::OnceCell<Result<std::sync::Arc<moat_vuln::db::Database>, String>>,
 }
 
 /// Single-quotes a string for `sh`, so a command can be echoed verbatim before it runs.
@@ -260,14 +260,14 @@ impl Engine {
     }
 
     /// The vulnerability database, loaded once; the error says how to get one.
-    pub async fn vuln_db(&self) -> Result<std::sync::Arc<crate::vuln::db::Database>, String> {
+    pub async fn vuln_db(&self) -> Result<std::sync::Arc<moat_vuln::db::Database>, String> {
         self.vuln_db
             .get_or_init(|| async {
                 let Some(dir) = self.config.vuln_db.clone() else {
                     return Err("no vulnerability database is configured (--vuln-db DIR)".to_string());
                 };
                 let shown = dir.display().to_string();
-                tokio::task::spawn_blocking(move || crate::vuln::db::Database::load(&dir))
+                tokio::task::spawn_blocking(move || moat_vuln::db::Database::load(&dir))
                     .await
                     .map_err(|e| e.to_string())?
                     .map(std::sync::Arc::new)

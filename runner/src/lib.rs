@@ -5,20 +5,20 @@
 //! - [`engine`]: one run's network and volume, and one stage (with services) at a time.
 //! - [`local`]: a whole plan as a DAG on one engine (used by `moat run`).
 //! - [`logs`]: output chunks to capped lines; duration and size formatting.
+//! - [`stages`]: the stage kinds beyond `test` (build, scan), over the scanner crates.
 //! - [`agent`], [`protocol`]: the runner side of the coordinator protocol.
+//!
+//! The scanners themselves (`moat-secrets`, `moat-vuln`, `moat-manifests`) are pure crates;
+//! this one only feeds them what it reads from the engine.
 
 pub mod agent;
 pub mod docker;
 pub mod engine;
 pub mod error;
-pub mod gate;
 pub mod local;
 pub mod logs;
-pub mod mask;
 pub mod protocol;
-pub mod scan;
 pub mod stages;
-pub mod vuln;
 pub mod workspace;
 
 pub use engine::{Engine, EngineConfig, Observer, RunHandle, StageInput, StageResult, StageStatus};

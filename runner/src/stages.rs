@@ -17,8 +17,8 @@ use crate::docker::{ensure_image, server_message};
 use crate::engine::{Engine, Observer, Outcome, RunHandle, StageInput, StageStatus};
 use crate::error::EngineError;
 use crate::logs::{LineSplitter, StreamKind};
-use crate::mask::Masker;
-use crate::vuln::scan::{self as vscan, ScanPolicy};
+use moat_secrets::mask::Masker;
+use moat_vuln::scan::{self as vscan, ScanPolicy};
 
 /// The entries of a workspace archive under `dir` (`.` for all), re-rooted at `dir`.
 fn subtree(workspace: &[u8], dir: &str) -> Result<Vec<u8>, EngineError> {
@@ -75,7 +75,7 @@ struct TextLog<'a> {
     stage: &'a PlannedStage,
     observer: &'a dyn Observer,
     lines: LineSplitter,
-    mask: crate::mask::MaskStream,
+    mask: moat_secrets::mask::MaskStream,
 }
 
 impl<'a> TextLog<'a> {
@@ -336,8 +336,8 @@ impl Drop for Scratch {
     }
 }
 
-fn manifest_severity(s: crate::scan::secrets::Severity) -> Severity {
-    use crate::scan::secrets::Severity as S;
+fn manifest_severity(s: moat_secrets::Severity) -> Severity {
+    use moat_secrets::Severity as S;
     match s {
         S::Critical => Severity::Critical,
         S::High => Severity::High,
@@ -465,20 +465,13 @@ pub(crate) async fn scan(
             );
             let path: PathBuf = Path::new(&scratch.0).join(dir);
             let report = tokio::task::spawn_blocking(move || {
-                crate::scan::manifests::scan_path(
-                    &path,
-                    &crate::scan::manifests::ScanOptions::default(),
-                )
+                moat_manifests::scan_path(&path, &moat_manifests::ScanOptions::default())
             })
             .await
             .map_err(|e| EngineError::Workspace(e.to_string()))?;
             match report {
                 Ok(report) => {
-                    print(
-                        stage,
-                        observer,
-                        &crate::scan::manifests::report::table(&report),
-                    );
+                    print(stage, observer, &moat_manifests::report::table(&report));
                     let failing = report
                         .findings
                         .iter()
@@ -495,7 +488,7 @@ pub(crate) async fn scan(
                         failures.push(format!("manifests: {e}"));
                     }
                     outputs["manifests"] = json!({
-                        "findings": crate::scan::manifests::report::json_findings(&report),
+                        "findings": moat_manifests::report::json_findings(&report),
                         "failing": failing,
                     });
                 }

@@ -621,10 +621,10 @@ pub fn seal(opts: ClientOpts, repo: String, recipient: Option<String>) -> u8 {
         // A trailing newline from `echo` or a terminal is not part of the secret.
         let value = value.strip_suffix('\n').unwrap_or(&value);
         let value = value.strip_suffix('\r').unwrap_or(value);
-        if value.chars().count() < moat_runner::mask::MIN_SECRET_LEN {
+        if value.chars().count() < moat_secrets::mask::MIN_SECRET_LEN {
             bail!(
                 "secret values must be at least {} characters (shorter ones cannot be masked in logs)",
-                moat_runner::mask::MIN_SECRET_LEN
+                moat_secrets::mask::MIN_SECRET_LEN
             );
         }
         let sealed = crate::crypto::seal(&recipient, &repo, value)?;

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 use moat_pipelines::Severity;
-use moat_runner::vuln::db::Database;
-use moat_runner::vuln::scan::{self, ScanPolicy};
+use moat_vuln::db::Database;
+use moat_vuln::scan::{self, ScanPolicy};
 
 use super::scan::FormatArg;
 

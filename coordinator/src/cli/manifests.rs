@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::Args;
-use moat_runner::scan::manifests::{self, ScanOptions};
+use moat_manifests::{self as manifests, ScanOptions};
 
 use super::scan::FormatArg;
 

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use moat_pipelines::{Event, EventKind, Plan, PlannedStage, Policy};
-use moat_runner::gate::GateMode;
 use moat_runner::logs::fmt_duration;
 use moat_runner::{
     Engine, EngineConfig, Observer, RunStatus, StageResult, StageStatus, StreamKind, workspace,
 };
+use moat_secrets::gate::GateMode;
 use tokio_util::sync::CancellationToken;
 
 use super::validate::{Loaded, load};
@@ -335,12 +335,12 @@ async fn run(args: RunArgs) -> u8 {
         GateArg::Warn => GateMode::Warn,
         GateArg::Off => GateMode::Off,
     };
-    match moat_runner::gate::check_archive(&tar, mode, None, &std::env::temp_dir()) {
+    match moat_secrets::gate::check_archive(&tar, mode, None, &std::env::temp_dir()) {
         Ok(outcome) => {
             if let Some(report) = &outcome.report
                 && !report.findings.is_empty()
             {
-                eprint!("{}", moat_runner::scan::secrets::report::table(report));
+                eprint!("{}", moat_secrets::report::table(report));
             }
             if outcome.blocked {
                 eprintln!(
@@ -465,10 +465,10 @@ fn read_secrets(
                     |e| format!("--secret {name}: not in the environment, and cannot ask: {e}"),
                 )?,
             };
-        if value.chars().count() < moat_runner::mask::MIN_SECRET_LEN {
+        if value.chars().count() < moat_secrets::mask::MIN_SECRET_LEN {
             return Err(format!(
                 "--secret {name}: values must be at least {} characters",
-                moat_runner::mask::MIN_SECRET_LEN
+                moat_secrets::mask::MIN_SECRET_LEN
             ));
         }
         out.push((name.clone(), value));

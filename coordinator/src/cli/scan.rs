@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use moat_runner::scan::secrets::{self, Format, ScanOptions};
+use moat_secrets::{self as secrets, Format, ScanOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FormatArg {

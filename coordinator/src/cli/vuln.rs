@@ -5,7 +5,7 @@
 
 use std::cmp::Ordering;
 
-use moat_runner::vuln::version::{Scheme, compare_in};
+use moat_vuln::version::{Scheme, compare_in};
 
 /// The ecosystems the command accepts, as shown in its error message.
 pub const ECOSYSTEMS: &str = "debian, alpine, pypi, semver, go";
@@ -39,7 +39,7 @@ pub fn version_compare_text(ecosystem: &str, a: &str, b: &str) -> Result<&'stati
 /// `moat db update [--db DIR] [ECOSYSTEM…]`: downloads OSV's per-ecosystem exports into the
 /// vulnerability database directory. Fails clearly when the network does not allow it.
 pub fn db_update(dir: &std::path::Path, names: &[String]) -> u8 {
-    use moat_runner::vuln::Ecosystem;
+    use moat_vuln::Ecosystem;
     let ecosystems: Vec<Ecosystem> = if names.is_empty() {
         vec![
             Ecosystem::Debian,
@@ -71,7 +71,7 @@ pub fn db_update(dir: &std::path::Path, names: &[String]) -> u8 {
             return 1;
         }
     };
-    match rt.block_on(moat_runner::vuln::db::update(dir, &ecosystems)) {
+    match rt.block_on(moat_vuln::db::update(dir, &ecosystems)) {
         Ok(report) => {
             for (eco, path, bytes) in report.downloaded {
                 println!("{}: {} bytes in {}", eco.osv_name(), bytes, path.display());

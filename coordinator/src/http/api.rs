@@ -67,10 +67,10 @@ async fn set_secret(
         ));
     }
     let len = body.value.chars().count();
-    if len < moat_runner::mask::MIN_SECRET_LEN {
+    if len < moat_secrets::mask::MIN_SECRET_LEN {
         return Err(ApiError::bad_request(format!(
             "secret values must be at least {} characters: shorter ones cannot be masked in logs",
-            moat_runner::mask::MIN_SECRET_LEN
+            moat_secrets::mask::MIN_SECRET_LEN
         )));
     }
     if body.value.len() > crate::secrets::MAX_VALUE {
