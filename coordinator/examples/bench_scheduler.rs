@@ -49,8 +49,8 @@ use moat_coordinator::store::{
 };
 use moat_coordinator::{server, tokens};
 use moat_pipelines::{Event, EventKind};
+use moat_protocol::{ClaimRequest, ClaimResponse, CompleteRequest, WireOutcome, paths};
 use moat_runner::agent::Client;
-use moat_runner::protocol::{ClaimRequest, ClaimResponse, CompleteRequest, WireOutcome, paths};
 use support::{flag, opt};
 use tokio_util::sync::CancellationToken;
 

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::{Engine, Observer, StageInput, StageResult, StageStatus};
 use crate::logs::StreamKind;
-use crate::protocol::*;
+use moat_protocol::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {

@@ -6,7 +6,7 @@
 //! - [`local`]: a whole plan as a DAG on one engine (used by `moat run`).
 //! - [`logs`]: output chunks to capped lines; duration and size formatting.
 //! - [`stages`]: the stage kinds beyond `test` (build, scan), over the scanner crates.
-//! - [`agent`], [`protocol`]: the runner side of the coordinator protocol.
+//! - [`agent`]: the runner side of the coordinator protocol (its types: `moat-protocol`).
 //!
 //! The scanners themselves (`moat-secrets`, `moat-vuln`, `moat-manifests`) are pure crates;
 //! this one only feeds them what it reads from the engine.
@@ -17,7 +17,6 @@ pub mod engine;
 pub mod error;
 pub mod local;
 pub mod logs;
-pub mod protocol;
 pub mod stages;
 pub mod workspace;
 

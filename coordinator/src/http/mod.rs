@@ -9,7 +9,7 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use moat_runner::protocol::{ErrorBody, ErrorDetail};
+use moat_protocol::{ErrorBody, ErrorDetail};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;

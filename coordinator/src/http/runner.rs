@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use futures_util::StreamExt;
 use moat_pipelines::{PlannedStage, SecretDecl, SecretSource, StageKind};
-use moat_runner::protocol::*;
+use moat_protocol::*;
 use tokio::io::AsyncWriteExt;
 
 use super::{ApiError, ApiResult, RunnerAuth};
