@@ -31,6 +31,9 @@ pub struct Config {
     pub max_retries: i64,
     /// Largest webhook body accepted.
     pub max_webhook_body: usize,
+    /// What unauthenticated webhook senders may cost: rate per source, body bytes being read
+    /// at once, the body's deadline.
+    pub webhook: crate::http::limits::WebhookLimits,
     /// Largest workspace snapshot a runner may upload.
     pub max_snapshot: u64,
     /// The administrator's floor (`--policy moat.toml`).
@@ -52,6 +55,7 @@ impl Config {
             heartbeat: Duration::from_secs(5),
             max_retries: 1,
             max_webhook_body: 10 << 20,
+            webhook: crate::http::limits::WebhookLimits::default(),
             max_snapshot: 4 << 30,
             policy: AdminPolicy::default(),
             notify_url: None,
@@ -174,6 +178,8 @@ impl RunnerCache {
 pub struct App {
     pub store: Arc<dyn Store>,
     pub runner_cache: RunnerCache,
+    /// Rate limits and the in-flight body budget of the webhook route.
+    pub intake: crate::http::limits::Intake,
     pub config: Config,
     pub keys: Keys,
     pub mirrors: Mirrors,
@@ -209,6 +215,7 @@ impl App {
         Arc::new(App {
             store,
             runner_cache: RunnerCache::default(),
+            intake: crate::http::limits::Intake::new(config.webhook.clone()),
             config,
             keys,
             mirrors,

@@ -38,6 +38,20 @@ fn hmac_matches(secret: &str, body: &[u8], hex_signature: &str) -> bool {
     mac.verify_slice(&expected).is_ok()
 }
 
+/// The header carrying the delivery's signature (GitLab: the shared secret), if the forge's
+/// header is there at all. Checked before the body is read: without it nothing can be
+/// verified, so the body is not worth receiving.
+pub fn signature_header(forge: Forge, headers: &HeaderMap) -> Result<&str, WebhookError> {
+    let found = match forge {
+        Forge::Github => header(headers, "x-hub-signature-256"),
+        Forge::Gitea => header(headers, "x-gitea-signature")
+            .or_else(|| header(headers, "x-forgejo-signature"))
+            .or_else(|| header(headers, "x-gogs-signature")),
+        Forge::Gitlab => header(headers, "x-gitlab-token"),
+    };
+    found.ok_or(WebhookError::MissingSignature)
+}
+
 /// Checks the delivery's signature with the repository's secret, on the raw body.
 pub fn verify(
     forge: Forge,
@@ -45,34 +59,17 @@ pub fn verify(
     body: &[u8],
     secret: &str,
 ) -> Result<(), WebhookError> {
-    match forge {
-        Forge::Github => {
-            let sig =
-                header(headers, "x-hub-signature-256").ok_or(WebhookError::MissingSignature)?;
-            let hex = sig
-                .strip_prefix("sha256=")
-                .ok_or(WebhookError::BadSignature)?;
-            hmac_matches(secret, body, hex)
-                .then_some(())
-                .ok_or(WebhookError::BadSignature)
-        }
-        Forge::Gitea => {
-            let sig = header(headers, "x-gitea-signature")
-                .or_else(|| header(headers, "x-forgejo-signature"))
-                .or_else(|| header(headers, "x-gogs-signature"))
-                .ok_or(WebhookError::MissingSignature)?;
-            hmac_matches(secret, body, sig.strip_prefix("sha256=").unwrap_or(sig))
-                .then_some(())
-                .ok_or(WebhookError::BadSignature)
-        }
-        Forge::Gitlab => {
-            // GitLab sends the shared secret itself; compare it in constant time.
-            let token = header(headers, "x-gitlab-token").ok_or(WebhookError::MissingSignature)?;
-            bool::from(token.as_bytes().ct_eq(secret.as_bytes()))
-                .then_some(())
-                .ok_or(WebhookError::BadSignature)
-        }
-    }
+    let sig = signature_header(forge, headers)?;
+    let ok = match forge {
+        Forge::Github => match sig.strip_prefix("sha256=") {
+            Some(hex) => hmac_matches(secret, body, hex),
+            None => false,
+        },
+        Forge::Gitea => hmac_matches(secret, body, sig.strip_prefix("sha256=").unwrap_or(sig)),
+        // GitLab sends the shared secret itself; compare it in constant time.
+        Forge::Gitlab => bool::from(sig.as_bytes().ct_eq(secret.as_bytes())),
+    };
+    ok.then_some(()).ok_or(WebhookError::BadSignature)
 }
 
 /// The forge's unique id of this delivery (redeliveries of the same event keep it).

@@ -20,6 +20,7 @@ use crate::store::{Runner, StoreError, TokenKind};
 use crate::tokens;
 
 mod api;
+pub mod limits;
 mod runner;
 mod token_admin;
 mod webhooks;
@@ -32,6 +33,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -40,7 +43,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// Adds `Retry-After` (whole seconds, at least one).
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -97,7 +107,14 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            );
+        }
+        response
     }
 }
 
@@ -180,7 +197,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes())
         .merge(token_admin::routes())
         .merge(runner::routes())
-        .merge(webhooks::routes(state.config.max_webhook_body))
+        .merge(webhooks::routes())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(60),
