@@ -1,6 +1,8 @@
 //! The coordinator's HTTP surface: webhooks (signed per repository), the REST API (admin
-//! bearer tokens), and the runner protocol (runner tokens). One error type renders every
-//! failure as `{"error": {"code", "message"}}`; internal details are logged, never sent.
+//! bearer tokens), and the runner protocol (runner tokens). Every failure is answered as
+//! `{"error": {"code", "message"}}`: handlers' [`ApiError`], and through [`edge_layers`]
+//! also axum's extractor rejections, unknown routes and methods, time limits and panics;
+//! internal details are logged, never sent.
 
 use std::time::Duration;
 
@@ -190,6 +192,109 @@ async fn fallback() -> ApiError {
     ApiError::not_found("no such route")
 }
 
+/// The stable `code` of an error answer that has no code of its own (axum's extractor
+/// rejections, the method-not-allowed answer, time limits): one per status.
+pub fn code_for(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "timeout",
+        409 => "conflict",
+        411 => "length_required",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        422 => "invalid_body",
+        429 => "rate_limited",
+        500 => "internal",
+        503 => "unavailable",
+        504 => "timeout",
+        400..=499 => "client_error",
+        _ => "server_error",
+    }
+}
+
+/// What an error answer says when it came without words (or with words not meant for clients).
+fn default_message(status: StatusCode) -> String {
+    match status.as_u16() {
+        405 => "this route does not accept this method (see the Allow header)".to_string(),
+        408 => "the request did not complete in time".to_string(),
+        500..=599 => "internal error; see the coordinator's log".to_string(),
+        _ => status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_string(),
+    }
+}
+
+/// An error message as a client may see it: one line, no control characters, bounded.
+fn client_message(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(1000)
+        .collect();
+    out.truncate(out.trim_end().len());
+    out
+}
+
+/// Rewrites every error answer that is not already `{"error": {"code", "message"}}` into that
+/// shape, keeping its status and headers (`Allow`, `Retry-After`). Axum's own rejections are
+/// plain text and its 405 and the time limit's 408 are empty; handlers answer [`ApiError`]
+/// (JSON already) and pass through untouched. Server errors never carry their text to the
+/// client.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .unwrap_or_default();
+    let text = client_message(&String::from_utf8_lossy(&text));
+    let message = if text.is_empty() || status.is_server_error() {
+        default_message(status)
+    } else {
+        text
+    };
+    let rewritten = ApiError::new(status, code_for(status), message).into_response();
+    let (new_parts, body) = rewritten.into_parts();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.remove(axum::http::header::TRANSFER_ENCODING);
+    for (name, value) in &new_parts.headers {
+        parts.headers.insert(name.clone(), value.clone());
+    }
+    Response::from_parts(parts, body)
+}
+
+/// The layers every route is served with, outermost first: one JSON error shape, tracing,
+/// panics turned into a 500, the JSON body limit, and the number of requests served at once.
+pub fn edge_layers<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router
+        .layer(
+            ServiceBuilder::new()
+                .layer(TraceLayer::new_for_http())
+                .layer(CatchPanicLayer::custom(|_| {
+                    ApiError::internal("a request handler panicked").into_response()
+                }))
+                .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+                .layer(tower::limit::ConcurrencyLimitLayer::new(1024)),
+        )
+        // Last, so that it wraps everything above (and sees axum's plain bodies).
+        .layer(axum::middleware::map_response(json_errors))
+}
+
 /// The whole HTTP application. Long-lived routes (claims, live logs, snapshots) have their own
 /// time limits; everything else must answer within 60 s.
 pub fn router(state: AppState) -> Router {
@@ -202,19 +307,10 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(60),
         ));
-    Router::new()
+    let routes = Router::new()
         .merge(timed)
         .merge(api::streaming_routes())
         .merge(runner::streaming_routes(state.config.max_snapshot))
-        .fallback(fallback)
-        .layer(
-            ServiceBuilder::new()
-                .layer(TraceLayer::new_for_http())
-                .layer(CatchPanicLayer::custom(|_| {
-                    ApiError::internal("a request handler panicked").into_response()
-                }))
-                .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
-                .layer(tower::limit::ConcurrencyLimitLayer::new(1024)),
-        )
-        .with_state(state)
+        .fallback(fallback);
+    edge_layers(routes).with_state(state)
 }
