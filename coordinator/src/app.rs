@@ -305,6 +305,12 @@ impl App {
         self.snapshot_dir().join(format!("job-{job_id}.tar"))
     }
 
+    /// Where an upload of job `job_id`'s snapshot is written before it is complete.
+    pub fn snapshot_part_path(&self, job_id: i64) -> PathBuf {
+        self.snapshot_dir()
+            .join(format!("job-{job_id}.tar.{}.part", std::process::id()))
+    }
+
     /// Starts the background loops; they stop with `shutdown`.
     pub async fn start(self: &Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
         // No runner could heartbeat while this coordinator was down: give them a full lease to
@@ -385,6 +391,9 @@ impl App {
                             requeued = e.requeued,
                             "lease expired"
                         );
+                        if !e.requeued {
+                            self.remove_snapshots_if_finished(e.run_id).await;
+                        }
                     }
                     self.publish(Topic::Jobs);
                     self.publish(Topic::Logs);
@@ -399,18 +408,45 @@ impl App {
         }
     }
 
-    /// Removes workspace snapshots of finished runs.
+    /// Removes the workspace snapshots of run `run_id` if it has finished: they hold whatever
+    /// its stages wrote, a secret one of them was granted included, and serve no later run.
+    /// Called where runs end (a job's result, a refused deploy, a cancel, an expired lease);
+    /// [`App::collect_snapshots`] is the backstop for a coordinator stopped in between.
+    pub async fn remove_snapshots_if_finished(&self, run_id: i64) {
+        match self.store.get_run(run_id).await {
+            Ok(run) if run.status.is_finished() => {}
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(run.id = run_id, error = %e, "cannot tell whether the run's snapshots can go");
+                return;
+            }
+        }
+        let jobs = match self.store.jobs_of_run(run_id).await {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::warn!(run.id = run_id, error = %e, "cannot list the run's snapshots");
+                return;
+            }
+        };
+        for job in jobs {
+            match tokio::fs::remove_file(self.snapshot_path(job.id)).await {
+                Ok(()) => tracing::debug!(run.id = run_id, job.id = job.id, "snapshot removed"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(run.id = run_id, job.id = job.id, error = %e, "could not remove a snapshot")
+                }
+            }
+        }
+    }
+
+    /// Removes workspace snapshots (and uploads cut short) of finished runs.
     async fn collect_snapshots(&self) {
         let Ok(mut dir) = tokio::fs::read_dir(self.snapshot_dir()).await else {
             return;
         };
         while let Ok(Some(entry)) = dir.next_entry().await {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(job_id) = name
-                .strip_prefix("job-")
-                .and_then(|n| n.strip_suffix(".tar"))
-                .and_then(|n| n.parse::<i64>().ok())
-            else {
+            let Some(job_id) = snapshot_job(&name) else {
                 continue;
             };
             let finished = match self.store.get_job(job_id).await {
@@ -607,5 +643,44 @@ impl App {
         tracing::info!(run.id = run.id, repo = %repo.name, run.number = run.number, "run created");
         self.publish(Topic::Jobs);
         Ok(Some(run))
+    }
+}
+
+/// The job a file of the snapshot directory belongs to: `job-N.tar`, or `job-N.tar.PID.part`
+/// (an upload in progress, or cut short by a crash).
+fn snapshot_job(file_name: &str) -> Option<i64> {
+    let rest = file_name.strip_prefix("job-")?;
+    let (id, tail) = rest.split_once(".tar")?;
+    let well_formed = tail.is_empty()
+        || tail
+            .strip_prefix('.')
+            .and_then(|t| t.strip_suffix(".part"))
+            .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+    if !well_formed || id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    id.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snapshot_job;
+
+    #[test]
+    fn snapshot_files_name_their_job() {
+        assert_eq!(snapshot_job("job-12.tar"), Some(12));
+        assert_eq!(snapshot_job("job-12.tar.4711.part"), Some(12));
+        for other in [
+            "job-.tar",
+            "job-12.tar.part",
+            "job-12.tar.x.part",
+            "job-12.tarx",
+            "job--1.tar",
+            "job-12",
+            "notes.txt",
+            "job-12.tar.4711",
+        ] {
+            assert_eq!(snapshot_job(other), None, "{other}");
+        }
     }
 }

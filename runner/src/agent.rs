@@ -429,6 +429,7 @@ impl Agent {
                 stage,
                 &StageInput {
                     secrets: job.secrets.0.clone(),
+                    mask: job.mask.0.iter().map(|(_, v)| v.clone()).collect(),
                     upstream: job.upstream.clone(),
                     job: Some(job_ref(job)),
                 },

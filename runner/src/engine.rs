@@ -110,16 +110,31 @@ pub struct StageResult {
     pub outputs: serde_json::Value,
 }
 
-/// What a stage gets besides its plan.
-#[derive(Debug, Clone, Default)]
+/// What a stage gets besides its plan. Its `Debug` shows secret names only.
+#[derive(Clone, Default)]
 pub struct StageInput {
     /// The secrets granted to it, as (name, value).
     pub secrets: Vec<(String, String)>,
+    /// Values masked in its output but never given to it: the secrets granted to the run's
+    /// other stages, which may reach this one through the workspace.
+    pub mask: Vec<String>,
     /// The outputs of the stages it needs (transitively), as (stage name, outputs).
     pub upstream: Vec<(String, serde_json::Value)>,
     /// The coordinator job attempt this stage runs as (`None` for `moat run`): its containers
     /// are labelled with it (see [`docker::JobRef`]).
     pub job: Option<docker::JobRef>,
+}
+
+impl std::fmt::Debug for StageInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.secrets.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("StageInput")
+            .field("secrets", &names)
+            .field("mask", &self.mask.len())
+            .field("upstream", &self.upstream)
+            .field("job", &self.job)
+            .finish()
+    }
 }
 
 /// How a stage ended, before timing is added.
@@ -522,7 +537,8 @@ impl Engine {
     ///
     /// `input.secrets` are the values granted to this stage (name, value): they reach the
     /// container as environment variables and as files `/run/secrets/NAME` (mode 0400), and
-    /// every line the stage prints — and every message about it — is masked for them.
+    /// every line the stage prints — and every message about it — is masked for them and for
+    /// `input.mask`.
     pub async fn run_stage(
         &self,
         run: &RunHandle,
@@ -532,8 +548,7 @@ impl Engine {
         cancel: &CancellationToken,
     ) -> StageResult {
         let started = Instant::now();
-        let secrets = &input.secrets[..];
-        let masker = Masker::new(&secrets.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>());
+        let masker = stage_masker(input);
         let masked = Masking {
             inner: observer,
             masker: &masker,
@@ -1033,6 +1048,17 @@ impl Engine {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// The masker of a stage: its own secrets and the run's others.
+fn stage_masker(input: &StageInput) -> Masker {
+    let values: Vec<&str> = input
+        .secrets
+        .iter()
+        .map(|(_, v)| v.as_str())
+        .chain(input.mask.iter().map(String::as_str))
+        .collect();
+    Masker::new(&values)
 }
 
 /// Masks every line and message on its way to the real observer.

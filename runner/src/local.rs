@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use moat_pipelines::Plan;
+use moat_pipelines::{Plan, PlannedStage};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -57,7 +57,8 @@ pub struct RunOptions {
     pub workspace: Vec<u8>,
     /// Independent stages running at once.
     pub parallel: usize,
-    /// Secret values by name; each stage gets those its `secrets:` lists.
+    /// Secret values by name; each stage gets those its `secrets:` lists, and every stage's
+    /// output is masked for all of them (a value can travel between stages in the workspace).
     pub secrets: Vec<(String, String)>,
 }
 
@@ -174,15 +175,7 @@ pub async fn execute(
                 let stage = s.clone();
                 let upstream = upstream_outputs(plan, &results, s.index);
                 running.spawn(async move {
-                    let input = StageInput {
-                        secrets: stage
-                            .secrets
-                            .iter()
-                            .filter_map(|n| secrets.iter().find(|(k, _)| k == n).cloned())
-                            .collect(),
-                        upstream,
-                        job: None,
-                    };
+                    let input = stage_input(&stage, &secrets, upstream);
                     let r = engine
                         .run_stage(&handle, &stage, &input, &*observer, &cancel)
                         .await;
@@ -205,6 +198,29 @@ pub async fn execute(
         tracing::warn!(run.id = %run_id, error = %e, "cleanup failed");
     }
     Ok(finish(run_id, plan, results, started, &cancel, &*observer))
+}
+
+/// What a stage of a local run gets: the secrets its `secrets:` lists, and every other value
+/// of the run to mask.
+fn stage_input(
+    stage: &PlannedStage,
+    secrets: &[(String, String)],
+    upstream: Vec<(String, serde_json::Value)>,
+) -> StageInput {
+    StageInput {
+        secrets: stage
+            .secrets
+            .iter()
+            .filter_map(|n| secrets.iter().find(|(k, _)| k == n).cloned())
+            .collect(),
+        mask: secrets
+            .iter()
+            .filter(|(k, _)| !stage.secrets.contains(k))
+            .map(|(_, v)| v.clone())
+            .collect(),
+        upstream,
+        job: None,
+    }
 }
 
 fn not_started() -> StageResult {

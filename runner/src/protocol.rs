@@ -80,6 +80,11 @@ pub struct JobAssignment {
     /// only in the runner's memory, masked in every log line.
     #[serde(default)]
     pub secrets: SecretValues,
+    /// Values to mask but never inject: every other secret granted to any stage of the run, so
+    /// a value an earlier stage left in the workspace is masked in this stage's output too.
+    /// Kept only in the runner's memory, like `secrets`. Empty for older coordinators.
+    #[serde(default)]
+    pub mask: SecretValues,
     /// The outputs of the stages this one needs, transitively, as (stage, outputs): a scan
     /// finds the exact image a build in the same run produced.
     #[serde(default)]

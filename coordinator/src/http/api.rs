@@ -588,6 +588,8 @@ async fn cancel_run(
         .map(|r| r.chars().take(500).collect::<String>())
         .unwrap_or_else(|| format!("cancelled by {}", admin.actor()));
     let run = state.store.cancel_run(id, &reason, now_ms()).await?;
+    // A run with nothing running ends here; its workspace snapshots go with it.
+    state.remove_snapshots_if_finished(id).await;
     state
         .store
         .audit(

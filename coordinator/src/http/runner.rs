@@ -12,7 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use futures_util::StreamExt;
-use moat_pipelines::{PlannedStage, SecretSource, StageKind};
+use moat_pipelines::{PlannedStage, SecretDecl, SecretSource, StageKind};
 use moat_runner::protocol::*;
 use tokio::io::AsyncWriteExt;
 
@@ -169,53 +169,107 @@ fn deploy_refusal(
     None
 }
 
-/// The secrets a stage may have, opened. A fork's pull request gets none; a deploy-only secret
-/// reaches only deploy stages on protected refs. Every grant is recorded in the audit trail
-/// (names only).
+/// Why `decl` is withheld from a stage of kind `kind`, or `None` when it is granted: a fork's
+/// pull request gets no secret; a deploy-only one reaches only deploy stages on protected refs.
+fn withheld(
+    decl: &SecretDecl,
+    kind: StageKind,
+    trusted: bool,
+    protected: bool,
+) -> Option<&'static str> {
+    if !trusted {
+        return Some("the run is not trusted (a fork's pull request)");
+    }
+    if decl.deploy_only && !(kind == StageKind::Deploy && protected) {
+        return Some("deploy-only: not a deploy stage on a protected ref");
+    }
+    None
+}
+
+/// The secrets to mask in `stage`'s output besides its own grants: every secret granted to
+/// any other stage of the run (`run` holds all of its stages; those `when:` excludes never run
+/// and are left out), once each. A value one stage writes to the workspace can be printed by
+/// any stage after it.
+fn run_mask<'a>(
+    stage: &PlannedStage,
+    run: &'a [PlannedStage],
+    trusted: bool,
+    protected: bool,
+) -> Vec<&'a SecretDecl> {
+    let own = |name: &str| {
+        stage
+            .secret_decls
+            .iter()
+            .any(|d| d.name == name && withheld(d, stage.kind, trusted, protected).is_none())
+    };
+    let mut out: Vec<&SecretDecl> = Vec::new();
+    for other in run.iter().filter(|s| s.skip.is_none()) {
+        for decl in &other.secret_decls {
+            if withheld(decl, other.kind, trusted, protected).is_none()
+                && !own(&decl.name)
+                && !out.iter().any(|d| d.name == decl.name)
+            {
+                out.push(decl);
+            }
+        }
+    }
+    out
+}
+
+/// Opens one secret's value.
+async fn open_secret(state: &AppState, c: &Claimed, decl: &SecretDecl) -> Result<String, String> {
+    match &decl.source {
+        SecretSource::Sealed(sealed) => state
+            .keys
+            .seal
+            .open(sealed, &c.repo.name)
+            .map_err(|e| e.to_string()),
+        SecretSource::Store => crate::secrets::open(state, c.repo.id, &decl.name).await,
+    }
+}
+
+/// The secrets a stage may have, opened, and the values of the run's other granted secrets
+/// to mask in its output (see [`withheld`] and [`run_mask`]). Every grant is recorded in the
+/// audit trail (names only).
 async fn grant_secrets(
     state: &AppState,
     c: &Claimed,
     stage: &PlannedStage,
-) -> ApiResult<SecretValues> {
-    let mut granted = Vec::new();
-    let mut withheld = Vec::new();
-    if stage.secret_decls.is_empty() {
-        return Ok(SecretValues::default());
+    run_stages: &[PlannedStage],
+) -> ApiResult<(SecretValues, SecretValues)> {
+    let protected = protected_ref(state, &c.run);
+    let mask_decls = run_mask(stage, run_stages, c.run.trusted, protected);
+    if stage.secret_decls.is_empty() && mask_decls.is_empty() {
+        return Ok((SecretValues::default(), SecretValues::default()));
     }
-    let deploy_ok = stage.kind == StageKind::Deploy && protected_ref(state, &c.run);
+    let mut granted = Vec::new();
+    let mut withheld_list = Vec::new();
     for decl in &stage.secret_decls {
-        if !c.run.trusted {
-            withheld.push((
-                decl.name.clone(),
-                "the run is not trusted (a fork's pull request)",
-            ));
+        if let Some(why) = withheld(decl, stage.kind, c.run.trusted, protected) {
+            withheld_list.push((decl.name.clone(), why));
             continue;
         }
-        if decl.deploy_only && !deploy_ok {
-            withheld.push((
-                decl.name.clone(),
-                "deploy-only: not a deploy stage on a protected ref",
-            ));
-            continue;
-        }
-        let value = match &decl.source {
-            SecretSource::Sealed(sealed) => state
-                .keys
-                .seal
-                .open(sealed, &c.repo.name)
-                .map_err(|e| e.to_string()),
-            SecretSource::Store => crate::secrets::open(state, c.repo.id, &decl.name).await,
-        };
-        match value {
+        match open_secret(state, c, decl).await {
             Ok(v) => granted.push((decl.name.clone(), v)),
             Err(why) => {
                 tracing::warn!(run.id = c.run.id, secret = %decl.name, reason = %why, "secret not available");
-                withheld.push((decl.name.clone(), "not available"));
+                withheld_list.push((decl.name.clone(), "not available"));
+            }
+        }
+    }
+    let mut mask = Vec::new();
+    for decl in mask_decls {
+        match open_secret(state, c, decl).await {
+            Ok(v) => mask.push((decl.name.clone(), v)),
+            // The stage it is granted to will say so; nothing to mask.
+            Err(why) => {
+                tracing::debug!(run.id = c.run.id, secret = %decl.name, reason = %why, "secret to mask not available")
             }
         }
     }
     let names: Vec<&str> = granted.iter().map(|(n, _)| n.as_str()).collect();
-    let withheld_view: Vec<serde_json::Value> = withheld
+    let masked: Vec<&str> = mask.iter().map(|(n, _)| n.as_str()).collect();
+    let withheld_view: Vec<serde_json::Value> = withheld_list
         .iter()
         .map(|(n, why)| serde_json::json!({ "name": n, "reason": why }))
         .collect();
@@ -230,12 +284,13 @@ async fn grant_secrets(
                 "stage": stage.name,
                 "granted": names,
                 "withheld": withheld_view,
+                "masked": masked,
             })
             .to_string(),
             now_ms(),
         )
         .await?;
-    Ok(SecretValues(granted))
+    Ok((SecretValues(granted), SecretValues(mask)))
 }
 
 /// Turns a claimed job into what the runner executes.
@@ -245,7 +300,12 @@ async fn assignment(
     mut stage: PlannedStage,
     jobs: &[crate::store::Job],
 ) -> ApiResult<JobAssignment> {
-    let secrets = grant_secrets(state, &c, &stage).await?;
+    // Every stage of the run, as planned (a corrupt spec is caught when its job is claimed).
+    let run_stages: Vec<PlannedStage> = jobs
+        .iter()
+        .filter_map(|j| serde_json::from_str(&j.spec).ok())
+        .collect();
+    let (secrets, mask) = grant_secrets(state, &c, &stage, &run_stages).await?;
     for (k, v) in stage.env.iter_mut() {
         if k == "MOAT_RUN_ID" {
             *v = c.run.id.to_string();
@@ -286,6 +346,7 @@ async fn assignment(
         lease_ms: state.config.lease.as_millis() as u64,
         heartbeat_ms: state.config.heartbeat.as_millis() as u64,
         secrets,
+        mask,
         upstream,
     })
 }
@@ -359,6 +420,7 @@ async fn claim(
                             now_ms(),
                         )
                         .await?;
+                    state.remove_snapshots_if_finished(c.run.id).await;
                     state.publish(Topic::Jobs);
                     state.publish(Topic::Logs);
                     continue;
@@ -499,6 +561,7 @@ async fn complete(
         )
         .await?;
     tracing::info!(job.id = job_id, run.id = job.run_id, outcome = ?req.outcome, duration_ms = req.duration_ms, "job completed");
+    state.remove_snapshots_if_finished(job.run_id).await;
     state.publish(Topic::Jobs);
     state.publish(Topic::Logs);
     Ok(StatusCode::NO_CONTENT)
@@ -590,7 +653,7 @@ async fn snapshot(
 ) -> ApiResult<StatusCode> {
     held_job(&state, runner.id, job_id).await?;
     let path = state.snapshot_path(job_id);
-    let tmp = path.with_extension(format!("tar.{}.part", std::process::id()));
+    let tmp = state.snapshot_part_path(job_id);
     let file_error =
         |e: std::io::Error| ApiError::internal(format!("cannot write {}: {e}", tmp.display()));
     let mut file = tokio::fs::File::create(&tmp).await.map_err(file_error)?;
@@ -624,4 +687,95 @@ async fn snapshot(
     })?;
     tracing::debug!(job.id = job_id, size, "workspace snapshot stored");
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moat_pipelines::{Event, EventKind};
+
+    const PIPELINE: &str = r#"version: 1
+secrets:
+  TOKEN: {}
+  NPM: {}
+  DEPLOY_KEY: { deploy_only: true }
+  UNUSED: {}
+stages:
+  - name: a
+    kind: test
+    image: x
+    secrets: [TOKEN]
+    commands: ["echo $TOKEN > t"]
+  - name: b
+    kind: test
+    image: x
+    needs: [a]
+    commands: ["cat t"]
+  - name: docs
+    kind: test
+    image: x
+    when: { branch: docs }
+    secrets: [NPM]
+    commands: [true]
+  - name: ship
+    kind: deploy
+    needs: [b]
+    secrets: [TOKEN, DEPLOY_KEY]
+    deploy: { target: docker, image: "app:1", port: 8080 }
+"#;
+
+    fn stages() -> Vec<PlannedStage> {
+        let pipeline = moat_pipelines::parse(PIPELINE).expect("valid pipeline");
+        let event = Event {
+            kind: EventKind::Push,
+            branch: Some("main".into()),
+            target_branch: None,
+            tag: None,
+            commit: "0".repeat(40),
+            repo: "o/r".into(),
+            run_id: "1".into(),
+        };
+        moat_pipelines::plan(&pipeline, &event).stages
+    }
+
+    fn names(decls: Vec<&SecretDecl>) -> Vec<&str> {
+        decls.into_iter().map(|d| d.name.as_str()).collect()
+    }
+
+    #[test]
+    fn grants_follow_trust_kind_and_protection() {
+        let s = stages();
+        let token = &s[0].secret_decls[0];
+        let deploy_key = s[3]
+            .secret_decls
+            .iter()
+            .find(|d| d.name == "DEPLOY_KEY")
+            .unwrap();
+        assert_eq!(withheld(token, StageKind::Test, true, false), None);
+        assert!(withheld(token, StageKind::Test, false, true).is_some());
+        assert_eq!(withheld(deploy_key, StageKind::Deploy, true, true), None);
+        assert!(withheld(deploy_key, StageKind::Deploy, true, false).is_some());
+        assert!(withheld(deploy_key, StageKind::Test, true, true).is_some());
+    }
+
+    #[test]
+    fn every_stage_masks_what_the_run_s_other_stages_are_granted() {
+        let s = stages();
+        // b has no grant of its own, but a writes TOKEN where b can read it; the deploy's
+        // DEPLOY_KEY is granted on a protected ref. `docs` never runs (when:), `UNUSED` is
+        // granted to nobody.
+        assert_eq!(
+            names(run_mask(&s[1], &s, true, true)),
+            ["TOKEN", "DEPLOY_KEY"]
+        );
+        // On an unprotected ref the deploy key goes to nobody.
+        assert_eq!(names(run_mask(&s[1], &s, true, false)), ["TOKEN"]);
+        // A stage's own grants travel as its secrets, not again as values to mask.
+        assert_eq!(names(run_mask(&s[0], &s, true, true)), ["DEPLOY_KEY"]);
+        assert!(run_mask(&s[3], &s, true, true).is_empty());
+        // A fork's pull request gets no secret at all, so there is nothing to mask either.
+        for stage in &s {
+            assert!(run_mask(stage, &s, false, true).is_empty());
+        }
+    }
 }
