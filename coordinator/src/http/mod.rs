@@ -211,7 +211,7 @@ pub fn code_for(status: StatusCode) -> &'static str {
         500 => "internal",
         503 => "unavailable",
         504 => "timeout",
-        400..=499 => "client_error",
+        _ if status.is_client_error() => "client_error",
         _ => "server_error",
     }
 }
@@ -313,4 +313,140 @@ pub fn router(state: AppState) -> Router {
         .merge(runner::streaming_routes(state.config.max_snapshot))
         .fallback(fallback);
     edge_layers(routes).with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    /// A small application served with [`edge_layers`]: a handler that panics, one that takes
+    /// longer than its time limit, one that answers plain text, and one answering an
+    /// [`ApiError`] with a header.
+    fn app() -> Router {
+        let slow = Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    "late"
+                }),
+            )
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                Duration::from_millis(20),
+            ));
+        let routes = Router::new()
+            .merge(slow)
+            .route(
+                "/panic",
+                get(|| async {
+                    if true {
+                        panic!("boom with a secret in it");
+                    }
+                    "never"
+                }),
+            )
+            .route(
+                "/plain",
+                get(|| async { (StatusCode::CONFLICT, "plain\ntext\u{1b}[31m") }),
+            )
+            .route(
+                "/busy",
+                get(|| async {
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "try later")
+                        .retry_after(Duration::from_secs(3))
+                }),
+            )
+            .route("/ok", get(|| async { "fine" }))
+            .fallback(fallback);
+        edge_layers(routes)
+    }
+
+    async fn call(
+        method: &str,
+        path: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let response = app().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        });
+        (status, headers, value)
+    }
+
+    fn assert_shape(value: &serde_json::Value, code: &str) -> String {
+        assert_eq!(value["error"]["code"], code, "{value}");
+        let message = value["error"]["message"].as_str().unwrap().to_string();
+        assert!(!message.is_empty(), "{value}");
+        assert!(!message.chars().any(char::is_control), "{value}");
+        message
+    }
+
+    #[tokio::test]
+    async fn time_limits_panics_and_plain_answers_get_the_json_shape() {
+        let (status, _, v) = call("GET", "/slow").await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+        assert_shape(&v, "timeout");
+
+        let (status, _, v) = call("GET", "/panic").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        let message = assert_shape(&v, "internal");
+        assert!(!message.contains("secret"), "{message}");
+
+        let (status, _, v) = call("GET", "/plain").await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(assert_shape(&v, "conflict"), "plain text [31m");
+
+        let (status, headers, v) = call("POST", "/ok").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_shape(&v, "method_not_allowed");
+        assert_eq!(headers["allow"], "GET,HEAD");
+
+        let (status, _, v) = call("GET", "/nowhere").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_shape(&v, "not_found");
+    }
+
+    #[tokio::test]
+    async fn answers_that_are_already_right_pass_untouched() {
+        let (status, headers, v) = call("GET", "/busy").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(assert_shape(&v, "busy"), "try later");
+        assert_eq!(headers["retry-after"], "3");
+        assert_eq!(headers.get_all("content-type").iter().count(), 1);
+
+        let (status, _, v) = call("GET", "/ok").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v, "fine");
+    }
+
+    #[test]
+    fn every_status_has_a_stable_code() {
+        for (status, code) in [
+            (400, "bad_request"),
+            (405, "method_not_allowed"),
+            (408, "timeout"),
+            (413, "payload_too_large"),
+            (415, "unsupported_media_type"),
+            (422, "invalid_body"),
+            (418, "client_error"),
+            (502, "server_error"),
+        ] {
+            assert_eq!(code_for(StatusCode::from_u16(status).unwrap()), code);
+        }
+        assert_eq!(client_message("a\nb\u{7}c  \n"), "a b c");
+        assert_eq!(client_message(&"x".repeat(5000)).len(), 1000);
+    }
 }
