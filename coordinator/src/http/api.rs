@@ -351,11 +351,15 @@ async fn manual_run(
     Json(req): Json<ManualRun>,
 ) -> ApiResult<(StatusCode, Json<RunView>)> {
     let repo = find_repo(&state, &key).await?;
-    if req.branch.is_empty() || req.branch.len() > 255 || req.branch.starts_with('-') {
+    if req.branch.starts_with('-') {
         return Err(ApiError::bad_request("branch: a branch name"));
     }
+    crate::forge::check_ref_format(&req.branch, true)
+        .map_err(|reason| ApiError::bad_request(format!("branch: {reason}")))?;
     let commit = match req.commit {
-        Some(c) => c,
+        Some(c) => {
+            crate::forge::full_commit(&c).map_err(|e| ApiError::bad_request(e.to_string()))?
+        }
         None => state
             .mirrors
             .resolve_branch(repo.id, &repo.clone_url, &req.branch)

@@ -211,6 +211,11 @@ async fn accept(
     })?;
     let parsed = forge::parse(forge, &event, &body).map_err(|e| match e {
         WebhookError::Malformed(m) => ApiError::bad_request(format!("malformed payload: {m}")),
+        invalid @ WebhookError::Invalid { .. } => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_payload",
+            invalid.to_string(),
+        ),
         other => ApiError::bad_request(other.to_string()),
     })?;
     match parsed {
