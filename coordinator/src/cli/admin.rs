@@ -336,6 +336,44 @@ pub fn runs(opts: ClientOpts, args: RunsArgs) -> u8 {
     })
 }
 
+/// `moat deliveries`: webhook deliveries with their outcome (pending, processed → run number,
+/// ignored, failed) and error.
+pub fn deliveries(opts: ClientOpts, repo: Option<String>, limit: i64) -> u8 {
+    block_on(async move {
+        let api = Api::new(&opts)?;
+        let mut q = vec![("limit", limit.to_string())];
+        if let Some(r) = repo {
+            q.push(("repo", r));
+        }
+        let v = api.get("/api/v1/deliveries", &q).await?;
+        if opts.json {
+            print_json(&v);
+            return Ok(());
+        }
+        println!(
+            "{:<19} {:<20} {:<14} {:<10} {:<6} {:<38} ERROR",
+            "RECEIVED (UTC)", "REPO", "EVENT", "OUTCOME", "RUN", "DELIVERY"
+        );
+        for d in v.as_array().into_iter().flatten() {
+            let run = match d["run_number"].as_i64() {
+                Some(n) => format!("#{n}"),
+                None => "-".to_string(),
+            };
+            println!(
+                "{:<19} {:<20} {:<14} {:<10} {:<6} {:<38} {}",
+                d["received_at"].as_i64().map(utc).unwrap_or_default(),
+                s(&d["repo_name"]),
+                s(&d["event"]),
+                s(&d["outcome"]),
+                run,
+                s(&d["delivery_id"]),
+                d["error"].as_str().map(clean).unwrap_or_default()
+            );
+        }
+        Ok(())
+    })
+}
+
 pub fn logs(opts: ClientOpts, run: i64, follow: bool) -> u8 {
     block_on(async move {
         let api = Api::new(&opts)?;

@@ -38,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/runs/{id}/approve", post(approve))
         .route("/api/v1/runners", get(list_runners))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/deliveries", get(list_deliveries))
         .route("/api/v1/seal-key", get(seal_key))
         .route("/api/v1/repos/{repo}/secrets", get(list_secrets))
         .route(
@@ -720,6 +721,32 @@ async fn audit(
         state
             .store
             .audit_events(q.run, q.limit.unwrap_or(100).clamp(1, 1000))
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeliveriesQuery {
+    /// A repository name or id.
+    repo: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Webhook deliveries, newest first, with what became of each (payloads are not sent).
+async fn list_deliveries(
+    State(state): State<AppState>,
+    _: Admin,
+    Query(q): Query<DeliveriesQuery>,
+) -> ApiResult<Json<Vec<crate::store::DeliveryInfo>>> {
+    let repo = match &q.repo {
+        Some(key) => Some(find_repo(&state, key).await?.id),
+        None => None,
+    };
+    Ok(Json(
+        state
+            .store
+            .list_deliveries(repo, q.limit.unwrap_or(100).clamp(1, 1000))
             .await?,
     ))
 }
