@@ -31,6 +31,11 @@ pub struct Config {
     pub max_retries: i64,
     /// Largest webhook body accepted.
     pub max_webhook_body: usize,
+    /// What unauthenticated webhook senders may cost: rate per source, body bytes being read
+    /// at once, the body's deadline.
+    pub webhook: crate::http::limits::WebhookLimits,
+    /// How long webhook deliveries are kept.
+    pub deliveries: DeliveryRetention,
     /// Largest workspace snapshot a runner may upload.
     pub max_snapshot: u64,
     /// The administrator's floor (`--policy moat.toml`).
@@ -52,10 +57,33 @@ impl Config {
             heartbeat: Duration::from_secs(5),
             max_retries: 1,
             max_webhook_body: 10 << 20,
+            webhook: crate::http::limits::WebhookLimits::default(),
+            deliveries: DeliveryRetention::default(),
             max_snapshot: 4 << 30,
             policy: AdminPolicy::default(),
             notify_url: None,
             installation: String::new(),
+        }
+    }
+}
+
+/// Delivery retention: a delivery is deleted (row and payload; its id no longer detects a
+/// replay) once it is both older than `max_age` and not among the newest `keep`, i.e. Moat
+/// keeps 7 days or 10 000 deliveries, whichever is more. Pending deliveries are never deleted.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryRetention {
+    pub max_age: Duration,
+    pub keep: i64,
+    /// How often the coordinator sweeps.
+    pub every: Duration,
+}
+
+impl Default for DeliveryRetention {
+    fn default() -> Self {
+        DeliveryRetention {
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            keep: 10_000,
+            every: Duration::from_secs(3600),
         }
     }
 }
@@ -174,6 +202,8 @@ impl RunnerCache {
 pub struct App {
     pub store: Arc<dyn Store>,
     pub runner_cache: RunnerCache,
+    /// Rate limits and the in-flight body budget of the webhook route.
+    pub intake: crate::http::limits::Intake,
     pub config: Config,
     pub keys: Keys,
     pub mirrors: Mirrors,
@@ -209,6 +239,7 @@ impl App {
         Arc::new(App {
             store,
             runner_cache: RunnerCache::default(),
+            intake: crate::http::limits::Intake::new(config.webhook.clone()),
             config,
             keys,
             mirrors,
@@ -334,6 +365,9 @@ impl App {
             tokio::spawn(async move { app.listen_loop(url, stop).await });
         }
         let app = self.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move { app.retention_loop(stop).await });
+        let app = self.clone();
         tokio::spawn(async move { app.lease_loop(shutdown).await });
         Ok(())
     }
@@ -343,6 +377,11 @@ impl App {
             match self.store.claim_delivery(now_ms(), 5 * 60 * 1000).await {
                 Ok(Some(d)) => {
                     let outcome = self.process_delivery(&d).await;
+                    if let Ok(Some(run_id)) = outcome
+                        && let Err(e) = self.store.set_delivery_run(d.id, run_id).await
+                    {
+                        tracing::error!(error = %e, "could not record a delivery's run");
+                    }
                     let error = outcome.err().map(|e| format!("{e:#}"));
                     if let Some(e) = &error {
                         tracing::warn!(delivery.id = %d.delivery_id, error = %e, "delivery not turned into a run");
@@ -458,14 +497,32 @@ impl App {
         }
     }
 
-    async fn process_delivery(&self, d: &store::Delivery) -> anyhow::Result<()> {
+    /// The run a delivery started, if any.
+    async fn process_delivery(&self, d: &store::Delivery) -> anyhow::Result<Option<i64>> {
         let repo = self.store.get_repo(d.repo_id).await?;
         match forge::parse(repo.forge, &d.event, &d.payload)? {
-            Parsed::Trigger(t) => {
-                self.start_run(&repo, &t, "webhook").await?;
-                Ok(())
+            Parsed::Trigger(t) => Ok(self
+                .start_run(&repo, &t, "webhook")
+                .await?
+                .map(|run| run.id)),
+            Parsed::Ping | Parsed::Ignored(_) => Ok(None),
+        }
+    }
+
+    /// Deletes deliveries out of retention now and then ([`DeliveryRetention`]).
+    async fn retention_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let policy = self.config.deliveries;
+        loop {
+            let older_than = now_ms() - policy.max_age.as_millis() as i64;
+            match self.store.prune_deliveries(older_than, policy.keep).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deliveries.deleted = n, "old deliveries deleted"),
+                Err(e) => tracing::error!(error = %e, "could not delete old deliveries"),
             }
-            Parsed::Ping | Parsed::Ignored(_) => Ok(()),
+            tokio::select! {
+                _ = tokio::time::sleep(policy.every) => {}
+                _ = shutdown.cancelled() => return,
+            }
         }
     }
 

@@ -19,6 +19,114 @@ pub enum WebhookError {
     BadSignature,
     #[error("malformed payload: {0}")]
     Malformed(String),
+    /// A field that git (or the terminal showing it later) would not accept.
+    #[error("invalid {field} in the payload: {value}: {reason}")]
+    Invalid {
+        field: &'static str,
+        /// The value, escaped and shortened for the message.
+        value: String,
+        reason: &'static str,
+    },
+}
+
+/// The longest ref name accepted (git has no limit; forges and file systems do).
+pub const MAX_REF_LEN: usize = 255;
+
+/// Why a ref name breaks `git check-ref-format`'s rules (or our length and Unicode rules).
+/// `one_level`: a branch name as pull requests carry it (`main`), not a full ref
+/// (`refs/heads/main`), as with `--allow-onelevel`.
+pub fn check_ref_format(name: &str, one_level: bool) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("is empty");
+    }
+    if name.len() > MAX_REF_LEN {
+        return Err("is longer than 255 bytes");
+    }
+    if name == "@" {
+        return Err("is the single character @");
+    }
+    if name.starts_with('/') || name.ends_with('/') || name.contains("//") {
+        return Err("begins or ends with / or has an empty component");
+    }
+    if name.ends_with('.') {
+        return Err("ends with .");
+    }
+    if name.contains("..") {
+        return Err("contains ..");
+    }
+    if name.contains("@{") {
+        return Err("contains @{");
+    }
+    // Stricter than git: no Unicode control or bidirectional-override characters either, so
+    // that a name cannot rewrite the terminal that prints it.
+    if name.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+        return Err("contains control characters");
+    }
+    if name
+        .chars()
+        .any(|c| matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\'))
+    {
+        return Err("contains a space or one of ~ ^ : ? * [ \\");
+    }
+    for component in name.split('/') {
+        if component.starts_with('.') {
+            return Err("has a component beginning with .");
+        }
+        if component.ends_with(".lock") {
+            return Err("has a component ending with .lock");
+        }
+    }
+    if !one_level && !name.contains('/') {
+        return Err("has a single component");
+    }
+    Ok(())
+}
+
+/// Characters that reorder how text is shown (Trojan Source): refused in names, escaped when
+/// printed.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
+}
+
+/// A value as an error message may show it: escaped (no control characters) and short.
+fn shown(value: &str) -> String {
+    let escaped = format!("{:?}", value.chars().take(80).collect::<String>());
+    if value.chars().count() > 80 {
+        format!("{escaped}…")
+    } else {
+        escaped
+    }
+}
+
+fn valid_ref(field: &'static str, name: &str, one_level: bool) -> Result<(), WebhookError> {
+    check_ref_format(name, one_level).map_err(|reason| WebhookError::Invalid {
+        field,
+        value: shown(name),
+        reason,
+    })
+}
+
+/// A branch name as pull requests carry it.
+fn branch(field: &'static str, name: &str) -> Result<String, WebhookError> {
+    valid_ref(field, name, true)?;
+    Ok(name.to_string())
+}
+
+/// Who pushed: a forge user name, shown in tables and the audit trail.
+fn actor_name(name: Option<&str>) -> Result<Option<String>, WebhookError> {
+    match name {
+        Some(n)
+            if n.chars().count() > 255
+                || n.chars().any(|c| c.is_control() || is_bidi_control(c)) =>
+        {
+            Err(WebhookError::Invalid {
+                field: "user name",
+                value: shown(n),
+                reason: "is longer than 255 characters or contains control characters",
+            })
+        }
+        other => Ok(other.map(str::to_string)),
+    }
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -38,6 +146,20 @@ fn hmac_matches(secret: &str, body: &[u8], hex_signature: &str) -> bool {
     mac.verify_slice(&expected).is_ok()
 }
 
+/// The header carrying the delivery's signature (GitLab: the shared secret), if the forge's
+/// header is there at all. Checked before the body is read: without it nothing can be
+/// verified, so the body is not worth receiving.
+pub fn signature_header(forge: Forge, headers: &HeaderMap) -> Result<&str, WebhookError> {
+    let found = match forge {
+        Forge::Github => header(headers, "x-hub-signature-256"),
+        Forge::Gitea => header(headers, "x-gitea-signature")
+            .or_else(|| header(headers, "x-forgejo-signature"))
+            .or_else(|| header(headers, "x-gogs-signature")),
+        Forge::Gitlab => header(headers, "x-gitlab-token"),
+    };
+    found.ok_or(WebhookError::MissingSignature)
+}
+
 /// Checks the delivery's signature with the repository's secret, on the raw body.
 pub fn verify(
     forge: Forge,
@@ -45,34 +167,17 @@ pub fn verify(
     body: &[u8],
     secret: &str,
 ) -> Result<(), WebhookError> {
-    match forge {
-        Forge::Github => {
-            let sig =
-                header(headers, "x-hub-signature-256").ok_or(WebhookError::MissingSignature)?;
-            let hex = sig
-                .strip_prefix("sha256=")
-                .ok_or(WebhookError::BadSignature)?;
-            hmac_matches(secret, body, hex)
-                .then_some(())
-                .ok_or(WebhookError::BadSignature)
-        }
-        Forge::Gitea => {
-            let sig = header(headers, "x-gitea-signature")
-                .or_else(|| header(headers, "x-forgejo-signature"))
-                .or_else(|| header(headers, "x-gogs-signature"))
-                .ok_or(WebhookError::MissingSignature)?;
-            hmac_matches(secret, body, sig.strip_prefix("sha256=").unwrap_or(sig))
-                .then_some(())
-                .ok_or(WebhookError::BadSignature)
-        }
-        Forge::Gitlab => {
-            // GitLab sends the shared secret itself; compare it in constant time.
-            let token = header(headers, "x-gitlab-token").ok_or(WebhookError::MissingSignature)?;
-            bool::from(token.as_bytes().ct_eq(secret.as_bytes()))
-                .then_some(())
-                .ok_or(WebhookError::BadSignature)
-        }
-    }
+    let sig = signature_header(forge, headers)?;
+    let ok = match forge {
+        Forge::Github => match sig.strip_prefix("sha256=") {
+            Some(hex) => hmac_matches(secret, body, hex),
+            None => false,
+        },
+        Forge::Gitea => hmac_matches(secret, body, sig.strip_prefix("sha256=").unwrap_or(sig)),
+        // GitLab sends the shared secret itself; compare it in constant time.
+        Forge::Gitlab => bool::from(sig.as_bytes().ct_eq(secret.as_bytes())),
+    };
+    ok.then_some(()).ok_or(WebhookError::BadSignature)
 }
 
 /// The forge's unique id of this delivery (redeliveries of the same event keep it).
@@ -147,23 +252,36 @@ fn require<'a>(v: &'a Value, path: &[&str]) -> Result<&'a str, WebhookError> {
     str_at(v, path).ok_or_else(|| WebhookError::Malformed(format!("missing {}", path.join("."))))
 }
 
+/// A full commit id: 40 hex digits (SHA-1) or 64 (SHA-256). Abbreviations are refused: they
+/// name different commits as a repository grows.
 fn is_sha(s: &str) -> bool {
-    (7..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
+    matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A full commit id, lower-cased, or why not (shared with manual runs).
+pub fn full_commit(s: &str) -> Result<String, WebhookError> {
+    commit(s)
 }
 
 fn commit(s: &str) -> Result<String, WebhookError> {
     if is_sha(s) {
         Ok(s.to_ascii_lowercase())
     } else {
-        Err(WebhookError::Malformed(format!("not a commit id: {s:?}")))
+        Err(WebhookError::Invalid {
+            field: "commit",
+            value: shown(s),
+            reason: "is not a full commit id (40 or 64 hex digits)",
+        })
     }
 }
 
 const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 
 /// A push of `git_ref` to `after` (shared by GitHub and Gitea, and GitLab's push hooks).
-fn push(git_ref: &str, after: &str, actor: Option<String>) -> Result<Parsed, WebhookError> {
-    if after.chars().all(|c| c == '0') {
+fn push(git_ref: &str, after: &str, actor: Option<&str>) -> Result<Parsed, WebhookError> {
+    valid_ref("ref", git_ref, false)?;
+    let actor = actor_name(actor)?;
+    if is_sha(after) && after.chars().all(|c| c == '0') {
         return Ok(Parsed::Ignored(format!("{git_ref} was deleted")));
     }
     let commit = commit(after)?;
@@ -215,8 +333,7 @@ fn parse_github_like(forge: Forge, event: &str, v: &Value) -> Result<Parsed, Web
         "push" => {
             let actor = str_at(v, &["pusher", "name"])
                 .or_else(|| str_at(v, &["pusher", "login"]))
-                .or_else(|| str_at(v, &["sender", "login"]))
-                .map(str::to_string);
+                .or_else(|| str_at(v, &["sender", "login"]));
             if v.get("deleted").and_then(Value::as_bool) == Some(true) {
                 return Ok(Parsed::Ignored("branch or tag deleted".into()));
             }
@@ -255,12 +372,12 @@ fn parse_github_like(forge: Forge, event: &str, v: &Value) -> Result<Parsed, Web
                 .or_else(|| pr.get("number").and_then(Value::as_i64));
             Ok(Parsed::Trigger(Trigger {
                 kind: EventKind::PullRequest,
-                branch: Some(require(pr, &["head", "ref"])?.to_string()),
-                target_branch: Some(require(pr, &["base", "ref"])?.to_string()),
+                branch: Some(branch("head branch", require(pr, &["head", "ref"])?)?),
+                target_branch: Some(branch("base branch", require(pr, &["base", "ref"])?)?),
                 tag: None,
                 commit: commit(require(pr, &["head", "sha"])?)?,
                 trusted: same_repo,
-                actor: str_at(v, &["sender", "login"]).map(str::to_string),
+                actor: actor_name(str_at(v, &["sender", "login"]))?,
                 fetch_ref: number.map(|n| format!("refs/pull/{n}/head")),
                 base_commit: str_at(pr, &["base", "sha"])
                     .filter(|s| is_sha(s))
@@ -278,9 +395,7 @@ fn parse_gitlab(event: &str, v: &Value) -> Result<Parsed, WebhookError> {
         "Merge Request Hook" => "merge_request",
         _ => "",
     });
-    let actor = str_at(v, &["user_username"])
-        .or_else(|| str_at(v, &["user", "username"]))
-        .map(str::to_string);
+    let actor = str_at(v, &["user_username"]).or_else(|| str_at(v, &["user", "username"]));
     match kind {
         "push" | "tag_push" => {
             let after = str_at(v, &["checkout_sha"])
@@ -305,12 +420,18 @@ fn parse_gitlab(event: &str, v: &Value) -> Result<Parsed, WebhookError> {
             let iid = attrs.get("iid").and_then(Value::as_i64);
             Ok(Parsed::Trigger(Trigger {
                 kind: EventKind::PullRequest,
-                branch: Some(require(attrs, &["source_branch"])?.to_string()),
-                target_branch: Some(require(attrs, &["target_branch"])?.to_string()),
+                branch: Some(branch(
+                    "source branch",
+                    require(attrs, &["source_branch"])?,
+                )?),
+                target_branch: Some(branch(
+                    "target branch",
+                    require(attrs, &["target_branch"])?,
+                )?),
                 tag: None,
                 commit: commit(require(attrs, &["last_commit", "id"])?)?,
                 trusted: source.is_some() && source == target,
-                actor,
+                actor: actor_name(actor)?,
                 fetch_ref: iid.map(|n| format!("refs/merge-requests/{n}/head")),
                 base_commit: str_at(attrs, &["diff_refs", "base_sha"])
                     .filter(|s| is_sha(s))
@@ -457,8 +578,138 @@ mod tests {
                 "push",
                 br#"{"ref":"refs/heads/main","after":"zzz"}"#
             ),
-            Err(WebhookError::Malformed(_))
+            Err(WebhookError::Invalid {
+                field: "commit",
+                ..
+            })
         ));
+    }
+}
+
+#[cfg(test)]
+mod field_rules {
+    use super::*;
+
+    /// `git check-ref-format` rules, one example each (full refs unless `one_level`).
+    #[test]
+    fn ref_format_rule_table() {
+        let table: &[(&str, bool, bool)] = &[
+            // (name, one_level, accepted)
+            ("refs/heads/main", false, true),
+            ("refs/heads/feature/x-1_2", false, true),
+            ("refs/tags/v1.2.3", false, true),
+            ("refs/heads/ünïcode", false, true),
+            ("main", true, true),
+            ("main", false, false),            // a single component
+            ("", true, false),                 // empty
+            ("@", true, false),                // the single character @
+            ("refs/heads/a..b", false, false), // ..
+            ("refs/heads/../x", false, false),
+            ("refs/heads/.hidden", false, false), // component begins with .
+            ("refs/heads/x.lock", false, false),  // component ends with .lock
+            ("refs/heads/x.lock/y", false, false),
+            ("refs/heads/x.", false, false),  // ends with .
+            ("refs/heads/x/", false, false),  // ends with /
+            ("/refs/heads/x", false, false),  // begins with /
+            ("refs//heads/x", false, false),  // empty component
+            ("refs/heads/a b", false, false), // space
+            ("refs/heads/a~1", false, false),
+            ("refs/heads/a^", false, false),
+            ("refs/heads/a:b", false, false),
+            ("refs/heads/a?", false, false),
+            ("refs/heads/a*", false, false),
+            ("refs/heads/a[b", false, false),
+            ("refs/heads/a\\b", false, false),
+            ("refs/heads/a@{1}", false, false),
+            ("refs/heads/a@b", false, true), // @ alone in a name is fine
+            ("refs/heads/a\nb", false, false), // control characters
+            ("refs/heads/\u{1b}[31mred", false, false),
+            ("refs/heads/a\u{7f}", false, false),
+            ("refs/heads/a\u{9b}b", false, false), // C1 control (CSI)
+            ("refs/heads/a\u{202e}b", false, false), // bidi override
+        ];
+        for (name, one_level, accepted) in table {
+            assert_eq!(
+                check_ref_format(name, *one_level).is_ok(),
+                *accepted,
+                "{name:?} (one level: {one_level}): {:?}",
+                check_ref_format(name, *one_level)
+            );
+        }
+        let long = format!("refs/heads/{}", "a".repeat(MAX_REF_LEN));
+        assert!(check_ref_format(&long, false).is_err());
+        let at_limit = format!("refs/heads/{}", "a".repeat(MAX_REF_LEN - 11));
+        assert!(check_ref_format(&at_limit, false).is_ok());
+    }
+
+    fn push_body(git_ref: &str, after: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({"ref": git_ref, "after": after})).unwrap()
+    }
+
+    const SHA1: &str = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
+
+    #[test]
+    fn commits_are_full_ids() {
+        let sha256 = "a".repeat(64);
+        for good in [SHA1, sha256.as_str()] {
+            assert!(matches!(
+                parse(Forge::Github, "push", &push_body("refs/heads/main", good)),
+                Ok(Parsed::Trigger(_))
+            ));
+        }
+        for bad in ["6113728", &SHA1[..39], &format!("{SHA1}0"), &"g".repeat(40)] {
+            let e = parse(Forge::Github, "push", &push_body("refs/heads/main", bad)).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    WebhookError::Invalid {
+                        field: "commit",
+                        ..
+                    }
+                ),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_names_are_refused_with_an_escaped_message() {
+        let e = parse(
+            Forge::Github,
+            "push",
+            &push_body("refs/heads/x\u{1b}]0;owned\u{7}\nline", SHA1),
+        )
+        .unwrap_err();
+        let message = e.to_string();
+        assert!(
+            message.starts_with("invalid ref in the payload"),
+            "{message}"
+        );
+        assert!(!message.chars().any(char::is_control), "{message}");
+        let long = format!("refs/heads/{}", "b".repeat(5000));
+        let message = parse(Forge::Github, "push", &push_body(&long, SHA1))
+            .unwrap_err()
+            .to_string();
+        assert!(message.len() < 300, "{message}");
+
+        let mr = serde_json::json!({"object_kind":"merge_request","object_attributes":{
+            "iid":3,"action":"open","source_branch":"a..b","target_branch":"main",
+            "source_project_id":1,"target_project_id":1,"last_commit":{"id":SHA1}}});
+        let e = parse(
+            Forge::Gitlab,
+            "Merge Request Hook",
+            &serde_json::to_vec(&mr).unwrap(),
+        );
+        assert!(
+            matches!(
+                e,
+                Err(WebhookError::Invalid {
+                    field: "source branch",
+                    ..
+                })
+            ),
+            "{e:?}"
+        );
     }
 }
 

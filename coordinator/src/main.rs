@@ -121,6 +121,16 @@ enum Command {
         #[arg(long)]
         recipient: Option<String>,
     },
+    /// List webhook deliveries with their outcome (pending, processed, ignored, failed).
+    Deliveries {
+        #[command(flatten)]
+        client: cli::admin::ClientOpts,
+        /// Only this repository's (name or id).
+        #[arg(long)]
+        repo: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
     /// List registered runners.
     Runners {
         #[command(flatten)]
@@ -214,6 +224,11 @@ fn main() -> ExitCode {
             commit,
         } => cli::admin::trigger(client, repo, branch, commit),
         Command::Runners { client } => cli::admin::runners(client),
+        Command::Deliveries {
+            client,
+            repo,
+            limit,
+        } => cli::admin::deliveries(client, repo, limit),
         Command::Secret { client, command } => cli::admin::secret(client, command),
         Command::Seal {
             client,

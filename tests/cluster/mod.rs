@@ -278,6 +278,11 @@ impl Coordinator {
         drop(std::mem::replace(self, fresh));
     }
 
+    /// The server process's id (its memory is read from `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("coordinator.log")).unwrap_or_default()
     }

@@ -94,7 +94,7 @@ impl Api {
         if !status.is_success() {
             let message = serde_json::from_str::<Value>(&text)
                 .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+                .and_then(|v| v["error"]["message"].as_str().map(clean))
                 .unwrap_or(text);
             bail!("{} ({})", message, status.as_u16());
         }
@@ -132,12 +132,29 @@ fn print_json(v: &Value) {
     );
 }
 
+/// A stored value as a table cell or plain-text line shows it: strings pass through
+/// [`clean`], since they may come from webhook payloads or other senders.
 fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".to_string(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => clean(s),
         other => other.to_string(),
     }
+}
+
+/// Text from the coordinator made safe for a terminal: control characters (escape sequences,
+/// line breaks, C1 controls) and bidirectional overrides are shown escaped (`\u{1b}`), never
+/// sent to the terminal. `--json` output needs none of this (JSON escapes them itself).
+pub fn clean(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || crate::forge::is_bidi_control(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> u8 {
@@ -271,14 +288,14 @@ pub fn runs(opts: ClientOpts, args: RunsArgs) -> u8 {
                     s(&v["commit"])
                 );
                 if let Some(r) = v["reason"].as_str() {
-                    println!("reason: {r}");
+                    println!("reason: {}", clean(r));
                 }
                 for j in v["stages"].as_array().into_iter().flatten() {
                     println!(
                         "  {:<20} {:<10} {}",
                         s(&j["name"]),
                         s(&j["status"]),
-                        j["reason"].as_str().unwrap_or("")
+                        clean(j["reason"].as_str().unwrap_or(""))
                     );
                 }
             }
@@ -319,6 +336,44 @@ pub fn runs(opts: ClientOpts, args: RunsArgs) -> u8 {
     })
 }
 
+/// `moat deliveries`: webhook deliveries with their outcome (pending, processed → run number,
+/// ignored, failed) and error.
+pub fn deliveries(opts: ClientOpts, repo: Option<String>, limit: i64) -> u8 {
+    block_on(async move {
+        let api = Api::new(&opts)?;
+        let mut q = vec![("limit", limit.to_string())];
+        if let Some(r) = repo {
+            q.push(("repo", r));
+        }
+        let v = api.get("/api/v1/deliveries", &q).await?;
+        if opts.json {
+            print_json(&v);
+            return Ok(());
+        }
+        println!(
+            "{:<19} {:<20} {:<14} {:<10} {:<6} {:<38} ERROR",
+            "RECEIVED (UTC)", "REPO", "EVENT", "OUTCOME", "RUN", "DELIVERY"
+        );
+        for d in v.as_array().into_iter().flatten() {
+            let run = match d["run_number"].as_i64() {
+                Some(n) => format!("#{n}"),
+                None => "-".to_string(),
+            };
+            println!(
+                "{:<19} {:<20} {:<14} {:<10} {:<6} {:<38} {}",
+                d["received_at"].as_i64().map(utc).unwrap_or_default(),
+                s(&d["repo_name"]),
+                s(&d["event"]),
+                s(&d["outcome"]),
+                run,
+                s(&d["delivery_id"]),
+                d["error"].as_str().map(clean).unwrap_or_default()
+            );
+        }
+        Ok(())
+    })
+}
+
 pub fn logs(opts: ClientOpts, run: i64, follow: bool) -> u8 {
     block_on(async move {
         let api = Api::new(&opts)?;
@@ -327,7 +382,7 @@ pub fn logs(opts: ClientOpts, run: i64, follow: bool) -> u8 {
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|j| Some((j["id"].as_i64()?, j["name"].as_str()?.to_string())))
+            .filter_map(|j| Some((j["id"].as_i64()?, clean(j["name"].as_str()?))))
             .collect();
         let width = names.values().map(String::len).max().unwrap_or(5);
         let show = |l: &Value| {
@@ -729,7 +784,7 @@ pub fn approve(opts: ClientOpts, run: i64, stage: Option<String>) -> u8 {
             print_json(&v);
         } else {
             for j in v["stages"].as_array().into_iter().flatten() {
-                if let Some(by) = j["approved_by"].as_str() {
+                if let Some(by) = j["approved_by"].as_str().map(clean) {
                     println!("{}: approved by {by}", s(&j["name"]));
                 }
             }
@@ -740,7 +795,17 @@ pub fn approve(opts: ClientOpts, run: i64, stage: Option<String>) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use super::utc;
+    use super::{clean, utc};
+
+    #[test]
+    fn stored_text_cannot_drive_the_terminal() {
+        assert_eq!(clean("main"), "main");
+        assert_eq!(clean("ünï/feature"), "ünï/feature");
+        assert_eq!(clean("a\nb\tc\r"), "a\\nb\\tc\\r");
+        assert_eq!(clean("\u{1b}[2Jx\u{7}"), "\\u{1b}[2Jx\\u{7}");
+        assert_eq!(clean("a\u{9b}b\u{202e}c"), "a\\u{9b}b\\u{202e}c");
+        assert!(!clean("\u{1b}]0;t\u{7}\u{7f}").chars().any(char::is_control));
+    }
 
     #[test]
     fn utc_dates() {

@@ -38,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/runs/{id}/approve", post(approve))
         .route("/api/v1/runners", get(list_runners))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/deliveries", get(list_deliveries))
         .route("/api/v1/seal-key", get(seal_key))
         .route("/api/v1/repos/{repo}/secrets", get(list_secrets))
         .route(
@@ -351,11 +352,15 @@ async fn manual_run(
     Json(req): Json<ManualRun>,
 ) -> ApiResult<(StatusCode, Json<RunView>)> {
     let repo = find_repo(&state, &key).await?;
-    if req.branch.is_empty() || req.branch.len() > 255 || req.branch.starts_with('-') {
+    if req.branch.starts_with('-') {
         return Err(ApiError::bad_request("branch: a branch name"));
     }
+    crate::forge::check_ref_format(&req.branch, true)
+        .map_err(|reason| ApiError::bad_request(format!("branch: {reason}")))?;
     let commit = match req.commit {
-        Some(c) => c,
+        Some(c) => {
+            crate::forge::full_commit(&c).map_err(|e| ApiError::bad_request(e.to_string()))?
+        }
         None => state
             .mirrors
             .resolve_branch(repo.id, &repo.clone_url, &req.branch)
@@ -716,6 +721,32 @@ async fn audit(
         state
             .store
             .audit_events(q.run, q.limit.unwrap_or(100).clamp(1, 1000))
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeliveriesQuery {
+    /// A repository name or id.
+    repo: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Webhook deliveries, newest first, with what became of each (payloads are not sent).
+async fn list_deliveries(
+    State(state): State<AppState>,
+    _: Admin,
+    Query(q): Query<DeliveriesQuery>,
+) -> ApiResult<Json<Vec<crate::store::DeliveryInfo>>> {
+    let repo = match &q.repo {
+        Some(key) => Some(find_repo(&state, key).await?.id),
+        None => None,
+    };
+    Ok(Json(
+        state
+            .store
+            .list_deliveries(repo, q.limit.unwrap_or(100).clamp(1, 1000))
             .await?,
     ))
 }

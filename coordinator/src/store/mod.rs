@@ -453,6 +453,49 @@ pub struct Delivery {
     pub attempts: i64,
 }
 
+/// What became of a delivery, as `moat deliveries` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryOutcome {
+    /// Stored, not processed yet (or being processed).
+    Pending,
+    /// Turned into a run.
+    Processed,
+    /// Processed and started nothing (the pipeline's `on:` does not match the event).
+    Ignored,
+    /// Processing failed (commit not in the repository, repository unreachable, …).
+    Failed,
+}
+
+impl DeliveryOutcome {
+    /// The outcome from a delivery's stored columns.
+    pub fn of(processed: bool, run_id: Option<i64>, error: Option<&str>) -> Self {
+        match (processed, run_id, error) {
+            (false, _, _) => DeliveryOutcome::Pending,
+            (true, _, Some(_)) => DeliveryOutcome::Failed,
+            (true, Some(_), None) => DeliveryOutcome::Processed,
+            (true, None, None) => DeliveryOutcome::Ignored,
+        }
+    }
+}
+
+/// A delivery without its payload, for listings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryInfo {
+    pub id: i64,
+    pub repo_id: i64,
+    pub repo_name: String,
+    pub delivery_id: String,
+    pub event: String,
+    pub received_at: Millis,
+    pub processed_at: Option<Millis>,
+    pub outcome: DeliveryOutcome,
+    pub run_id: Option<i64>,
+    /// The run's number within its repository.
+    pub run_number: Option<i64>,
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
     pub id: i64,
@@ -548,6 +591,13 @@ pub trait Store: Send + Sync + 'static {
     /// process it at the same time; a crashed processor's delivery comes back after the lease).
     async fn claim_delivery(&self, now: Millis, lease_ms: i64) -> Result<Option<Delivery>>;
     async fn finish_delivery(&self, id: i64, error: Option<&str>, now: Millis) -> Result<()>;
+    /// Records the run a delivery started (before [`Store::finish_delivery`]).
+    async fn set_delivery_run(&self, id: i64, run_id: i64) -> Result<()>;
+    /// Deliveries, newest first, of one repository or all, at most `limit` (`0`: default).
+    async fn list_deliveries(&self, repo_id: Option<i64>, limit: i64) -> Result<Vec<DeliveryInfo>>;
+    /// Retention: deletes processed deliveries that are both received before `older_than`
+    /// and not among the newest `keep` deliveries; pending ones stay. Returns how many went.
+    async fn prune_deliveries(&self, older_than: Millis, keep: i64) -> Result<u64>;
 
     // Runs and jobs.
     /// Inserts the run and its jobs in one transaction: numbers the run, makes jobs without

@@ -175,6 +175,7 @@ store_tests!(
     runners,
     repositories,
     deliveries,
+    delivery_listing_and_retention,
     run_numbering,
     failed_run_has_no_jobs,
     dag_propagation,
@@ -689,6 +690,98 @@ mod cases {
             s.finish_delivery(9999, None, 1).await,
             Err(StoreError::NotFound)
         ));
+    }
+
+    pub async fn delivery_listing_and_retention(ctx: Ctx) {
+        let s = &*ctx.store;
+        let a = s.create_repo(new_repo("a")).await.unwrap();
+        let b = s.create_repo(new_repo("b")).await.unwrap();
+        // Received at 100, 200, …: a1 processed into a run, a2 ignored, a3 failed, b1 pending.
+        let a1 = s
+            .insert_delivery(a.id, "a1", "push", b"{}", 100)
+            .await
+            .unwrap()
+            .unwrap();
+        let a2 = s
+            .insert_delivery(a.id, "a2", "push", b"{}", 200)
+            .await
+            .unwrap()
+            .unwrap();
+        let a3 = s
+            .insert_delivery(a.id, "a3", "pull_request", b"{}", 300)
+            .await
+            .unwrap()
+            .unwrap();
+        let b1 = s
+            .insert_delivery(b.id, "b1", "push", b"{}", 400)
+            .await
+            .unwrap()
+            .unwrap();
+        let run = s
+            .create_run(push_run(a.id, "main", vec![]), 150)
+            .await
+            .unwrap();
+        s.set_delivery_run(a1, run.id).await.unwrap();
+        s.finish_delivery(a1, None, 160).await.unwrap();
+        s.finish_delivery(a2, None, 260).await.unwrap();
+        s.finish_delivery(a3, Some("commit not in the repository"), 360)
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.set_delivery_run(9999, run.id).await,
+            Err(StoreError::NotFound)
+        ));
+
+        let all = s.list_deliveries(None, 0).await.unwrap();
+        let ids: Vec<&str> = all.iter().map(|d| d.delivery_id.as_str()).collect();
+        assert_eq!(ids, ["b1", "a3", "a2", "a1"], "newest first");
+        let by_id = |id: &str| all.iter().find(|d| d.delivery_id == id).unwrap().clone();
+        let d = by_id("a1");
+        assert_eq!(d.outcome, DeliveryOutcome::Processed);
+        assert_eq!((d.run_id, d.run_number), (Some(run.id), Some(run.number)));
+        assert_eq!((d.received_at, d.processed_at), (100, Some(160)));
+        assert_eq!(d.repo_name, "a");
+        assert_eq!(by_id("a2").outcome, DeliveryOutcome::Ignored);
+        let d = by_id("a3");
+        assert_eq!(d.outcome, DeliveryOutcome::Failed);
+        assert_eq!(d.event, "pull_request");
+        assert_eq!(d.error.as_deref(), Some("commit not in the repository"));
+        let d = by_id("b1");
+        assert_eq!(
+            (d.outcome, d.processed_at, d.run_number),
+            (DeliveryOutcome::Pending, None, None)
+        );
+        let only_b = s.list_deliveries(Some(b.id), 0).await.unwrap();
+        assert_eq!(only_b.len(), 1);
+        assert_eq!(only_b[0].id, b1);
+        assert_eq!(s.list_deliveries(None, 2).await.unwrap().len(), 2);
+
+        // Keep the newest 2 or everything from 250 on, whichever is more: only a1 and a2
+        // are both old and beyond the newest 2 (b1 pending would stay anyway).
+        assert_eq!(s.prune_deliveries(250, 2).await.unwrap(), 2);
+        let left: Vec<String> = s
+            .list_deliveries(None, 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.delivery_id)
+            .collect();
+        assert_eq!(left, ["b1", "a3"]);
+        // Pending deliveries are never deleted, old or not; processed ones go once old.
+        assert_eq!(s.prune_deliveries(10_000, 0).await.unwrap(), 1);
+        let left = s.list_deliveries(None, 0).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].delivery_id, "b1");
+        // Once deleted, a delivery id is new again (retention bounds replay detection).
+        assert!(
+            s.insert_delivery(a.id, "a1", "push", b"{}", 500)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // Deleting a repository takes its deliveries too.
+        s.delete_repo(b.id).await.unwrap();
+        assert!(s.list_deliveries(Some(b.id), 0).await.unwrap().is_empty());
     }
 
     pub async fn run_numbering(ctx: Ctx) {

@@ -26,10 +26,10 @@ use super::{
     lock_repo, lock_repo_of_job, lock_run_logs,
 };
 use crate::store::{
-    AuditEvent, Claimed, Delivery, Expired, Forge, HeartbeatReply, Job, JobCompletion, JobOutcome,
-    JobStatus, LogLine, Millis, NewJob, NewLogLine, NewRepository, NewRun, Registration,
-    Repository, Result, Run, RunFilter, RunStatus, Runner, SecretMeta, Store, StoreError,
-    StoredSecret, Token, TokenKind,
+    AuditEvent, Claimed, Delivery, DeliveryInfo, DeliveryOutcome, Expired, Forge, HeartbeatReply,
+    Job, JobCompletion, JobOutcome, JobStatus, LogLine, Millis, NewJob, NewLogLine, NewRepository,
+    NewRun, Registration, Repository, Result, Run, RunFilter, RunStatus, Runner, SecretMeta, Store,
+    StoreError, StoredSecret, Token, TokenKind,
 };
 
 /// Runs `$body` (an expression that may use `?`) in a write transaction bound to `$c`,
@@ -1423,6 +1423,64 @@ impl Store for Backend {
             return Err(StoreError::NotFound);
         }
         Ok(())
+    }
+
+    async fn set_delivery_run(&self, id: i64, run_id: i64) -> Result<()> {
+        let done = sqlx::query("UPDATE deliveries SET run_id = $2 WHERE id = $1")
+            .bind(id)
+            .bind(run_id)
+            .execute(&mut *self.writer().await?)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn list_deliveries(&self, repo_id: Option<i64>, limit: i64) -> Result<Vec<DeliveryInfo>> {
+        let rows = sqlx::query(
+            "SELECT d.id, d.repo_id, r.name AS repo_name, d.delivery_id, d.event, \
+             d.received_at, d.processed_at, d.run_id, u.number AS run_number, d.error \
+             FROM deliveries d JOIN repos r ON r.id = d.repo_id \
+             LEFT JOIN runs u ON u.id = d.run_id \
+             WHERE ($1 IS NULL OR d.repo_id = $1) ORDER BY d.id DESC LIMIT $2",
+        )
+        .bind(repo_id)
+        .bind(limit_or_default(limit))
+        .fetch_all(&mut *self.reader().await?)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let processed_at: Option<Millis> = r.try_get("processed_at")?;
+                let run_id: Option<i64> = r.try_get("run_id")?;
+                let error: Option<String> = r.try_get("error")?;
+                Ok(DeliveryInfo {
+                    id: r.try_get("id")?,
+                    repo_id: r.try_get("repo_id")?,
+                    repo_name: r.try_get("repo_name")?,
+                    delivery_id: r.try_get("delivery_id")?,
+                    event: r.try_get("event")?,
+                    received_at: r.try_get("received_at")?,
+                    processed_at,
+                    outcome: DeliveryOutcome::of(processed_at.is_some(), run_id, error.as_deref()),
+                    run_id,
+                    run_number: r.try_get("run_number")?,
+                    error,
+                })
+            })
+            .collect()
+    }
+
+    async fn prune_deliveries(&self, older_than: Millis, keep: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM deliveries WHERE processed_at IS NOT NULL AND received_at < $1 \
+             AND id NOT IN (SELECT id FROM deliveries ORDER BY id DESC LIMIT $2)",
+        )
+        .bind(older_than)
+        .bind(keep.max(0))
+        .execute(&mut *self.writer().await?)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     async fn create_run(&self, run: NewRun, now: Millis) -> Result<Run> {

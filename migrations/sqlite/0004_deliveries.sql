@@ -1,0 +1,5 @@
+-- Deliveries made visible and bounded (kept in step with ../postgres/0004_deliveries.sql):
+-- the run a delivery started (NULL: pending, ignored or failed; see `error` and
+-- `processed_at`), and an index for the retention sweep, which deletes rows by age.
+ALTER TABLE deliveries ADD COLUMN run_id INTEGER;
+CREATE INDEX deliveries_received ON deliveries (received_at);
