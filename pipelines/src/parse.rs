@@ -16,7 +16,7 @@ use crate::lint;
 use crate::model::{
     Approval, BuildSpec, Date, DeploySpec, DeployTarget, EventKind, HealthCheck, IgnoreRule, Mount,
     Pipeline, Resources, Rollback, ScanSpec, SecretDecl, SecretSource, Service, Severity, Stage,
-    StageKind, Strategy, Triggers, When,
+    StageKind, StageSpans, Strategy, Triggers, When,
 };
 use crate::pattern::Pattern;
 use crate::plan::BUILTIN_VARS;
@@ -138,13 +138,49 @@ pub(crate) fn parse(src: &[u8], policy: &Policy) -> Result<Pipeline, Diagnostics
     };
     let pipeline = checker.pipeline(&root);
     match pipeline {
-        Some(p) if checker.diags.is_empty() => Ok(p),
+        Some(p) if checker.diags.is_empty() => match crate::plan::check_expansion(&p) {
+            Ok(()) => Ok(p),
+            Err(e) => {
+                checker.diags.push(e.pos(), e.message());
+                Err(checker.diags)
+            }
+        },
         _ => {
             if checker.diags.is_empty() {
                 checker.diags.push(root.pos, "invalid pipeline file");
             }
             Err(checker.diags.finish())
         }
+    }
+}
+
+/// The positions of a mapping's values, in order.
+fn value_positions(node: &Node) -> Vec<Pos> {
+    node.as_map()
+        .map(|m| m.iter().map(|(_, v)| v.pos).collect())
+        .unwrap_or_default()
+}
+
+/// Where a stage's interpolated values are; only used for a valid stage, where every entry
+/// was kept, so the positions line up with the model's lists.
+fn stage_spans(f: &Fields<'_>) -> StageSpans {
+    let pos = |n: Option<&Node>| n.map(|n| n.pos).unwrap_or_default();
+    let build = f.get("build");
+    StageSpans {
+        env: f.get("env").map(value_positions).unwrap_or_default(),
+        image: pos(f.get("image")),
+        services: f
+            .get("services")
+            .and_then(Node::as_seq)
+            .map(|items| items.iter().map(|i| pos(i.get("image"))).collect())
+            .unwrap_or_default(),
+        build_tag: pos(build.and_then(|b| b.get("tag"))),
+        build_args: build
+            .and_then(|b| b.get("args"))
+            .map(value_positions)
+            .unwrap_or_default(),
+        scan_image: pos(f.get("scan").and_then(|b| b.get("image"))),
+        deploy_image: pos(f.get("deploy").and_then(|b| b.get("image"))),
     }
 }
 
@@ -742,6 +778,7 @@ impl Checker<'_> {
         Some(Pipeline {
             version: version?,
             on,
+            env_pos: f.get("env").map(value_positions).unwrap_or_default(),
             env,
             secrets,
             stages,
@@ -1039,6 +1076,7 @@ impl Checker<'_> {
                 build,
                 scan,
                 deploy,
+                spans: stage_spans(&f),
             });
         }
         info
