@@ -175,6 +175,7 @@ store_tests!(
     runners,
     repositories,
     deliveries,
+    delivery_attempts_are_limited,
     run_numbering,
     failed_run_has_no_jobs,
     dag_propagation,
@@ -687,6 +688,45 @@ mod cases {
         assert!(s.claim_delivery(10_000, 500).await.unwrap().is_none());
         assert!(matches!(
             s.finish_delivery(9999, None, 1).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    /// A delivery whose processor crashes every time (its lease runs out) is claimed three
+    /// times, then finished with the reason on the fourth claim, never handed out again.
+    pub async fn delivery_attempts_are_limited(ctx: Ctx) {
+        let s = &*ctx.store;
+        let a = s.create_repo(new_repo("a")).await.unwrap();
+        let crashing = s
+            .insert_delivery(a.id, "guid-1", "pull_request", b"{}", 100)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut now = 1000;
+        for attempt in 1..=crate::store::MAX_DELIVERY_ATTEMPTS {
+            let d = s.claim_delivery(now, 500).await.unwrap().unwrap();
+            assert_eq!((d.id, d.attempts), (crashing, attempt));
+            // The processor dies: nothing finishes the delivery; the lease runs out.
+            now += 600;
+        }
+        assert_eq!(s.delivery_error(crashing).await.unwrap(), None);
+        // A later delivery is still served, and the crashing one is given up.
+        let fine = s
+            .insert_delivery(a.id, "guid-2", "push", b"{}", now)
+            .await
+            .unwrap()
+            .unwrap();
+        let d = s.claim_delivery(now, 500).await.unwrap().unwrap();
+        assert_eq!(d.id, fine);
+        assert_eq!(
+            s.delivery_error(crashing).await.unwrap().as_deref(),
+            Some(crate::store::DELIVERY_GAVE_UP)
+        );
+        s.finish_delivery(fine, None, now + 1).await.unwrap();
+        assert!(s.claim_delivery(now + 10_000, 500).await.unwrap().is_none());
+        assert_eq!(s.delivery_error(fine).await.unwrap(), None);
+        assert!(matches!(
+            s.delivery_error(9999).await,
             Err(StoreError::NotFound)
         ));
     }
