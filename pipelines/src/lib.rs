@@ -6,6 +6,7 @@ pub mod diag;
 pub mod model;
 pub mod pattern;
 pub mod plan;
+pub mod reference;
 pub mod units;
 pub mod yaml;
 

@@ -700,7 +700,22 @@ impl Checker<'_> {
     fn image(&mut self, node: &Node, known: &[String]) -> Option<String> {
         let image = self.text(node, "image")?;
         self.references(node, &image, known);
+        self.reference_grammar(node, &image, "image");
         Some(image)
+    }
+
+    /// A literal image reference must follow Docker's grammar; one with `${...}` is checked
+    /// by planning, once its variables have values.
+    fn reference_grammar(&mut self, node: &Node, value: &str, what: &str) {
+        if value.contains("${") {
+            return;
+        }
+        if let Err(e) = crate::reference::check(value) {
+            self.err(
+                node.pos,
+                format!("invalid {what} {}: {e}", crate::reference::quote(value)),
+            );
+        }
     }
 
     fn pipeline(&mut self, root: &Node) -> Option<Pipeline> {
@@ -1388,6 +1403,7 @@ impl Checker<'_> {
             match self.text(v, "tag") {
                 Some(tag) => {
                     self.references(v, &tag, known);
+                    self.reference_grammar(v, &tag, "build tag");
                     spec.tag = Some(tag);
                 }
                 None => ok = false,

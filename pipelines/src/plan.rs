@@ -253,6 +253,12 @@ pub fn interpolate_capped(s: &str, vars: &[(String, String)], cap: usize) -> Opt
 
 /// Interpolation under the caps, with the running total of the plan.
 struct Expander {
+    /// Whether interpolated image references are checked against the grammar (not when
+    /// validating with [`Event::largest`], whose filler values are not real names).
+    references: bool,
+    /// Whether the current stage runs for the event: a stage `when:` skips (a tag-only
+    /// deploy on a push, with an empty `${MOAT_TAG}`) is not refused for its references.
+    runs: bool,
     total: usize,
     /// Stage position, the fallback for values without one.
     stage_pos: Pos,
@@ -300,6 +306,30 @@ impl Expander {
             )
         })?;
         self.count(out.len(), pos, what)?;
+        Ok(out)
+    }
+
+    /// Expands an image reference and checks the result when it had variables (a literal
+    /// one was checked by validation).
+    fn image(
+        &mut self,
+        value: &str,
+        vars: &[(String, String)],
+        pos: Pos,
+        what: &str,
+    ) -> Result<String, PlanError> {
+        let out = self.expand(value, vars, pos, what)?;
+        if self.references && self.runs && value.contains("${") {
+            crate::reference::check(&out).map_err(|e| {
+                self.located(
+                    pos,
+                    format!(
+                        "{what} is {} after interpolation: {e}",
+                        crate::reference::quote(&out)
+                    ),
+                )
+            })?;
+        }
         Ok(out)
     }
 }
@@ -352,23 +382,48 @@ impl Event {
 /// The expansion checks of validation: plans `pipeline` for [`Event::largest`]. Interpolation
 /// only substitutes (it never rescans what it inserted), so every value's length grows with
 /// the built-ins' lengths and no accepted event can expand the file further than this.
+///
+/// Then the image references: the file's own variables are known, only the built-ins depend
+/// on the event, so the references are checked with every built-in a neutral "x" (valid
+/// anywhere in a reference). An event whose names make a reference invalid (a branch
+/// `feature/x` in a tag) fails planning with the same located error.
 pub fn check_expansion(pipeline: &Pipeline) -> Result<(), PlanError> {
-    plan(pipeline, &Event::largest()).map(|_| ())
+    plan_with(pipeline, &Event::largest(), false)?;
+    let neutral = Event {
+        kind: EventKind::Push,
+        branch: Some("x".into()),
+        target_branch: Some("x".into()),
+        tag: Some("x".into()),
+        commit: "x".into(),
+        repo: "x".into(),
+        run_id: "x".into(),
+    };
+    plan_with(pipeline, &neutral, true).map(|_| ())
 }
 
 /// Turns a valid pipeline into a plan for `event`. Fails, with the place in the file, when a
 /// value expands past [`MAX_VALUE_BYTES`] or the plan past [`MAX_PLAN_BYTES`], and when the
 /// event is beyond the bounds validation assumes.
+/// Image references that contain `${...}` are checked against the reference grammar once
+/// interpolated.
 pub fn plan(pipeline: &Pipeline, event: &Event) -> Result<Plan, PlanError> {
+    plan_with(pipeline, event, true)
+}
+
+fn plan_with(pipeline: &Pipeline, event: &Event, references: bool) -> Result<Plan, PlanError> {
     check_event(event)?;
     let index_of = |name: &str| pipeline.stages.iter().position(|s| s.name == name);
     let mut stages = Vec::with_capacity(pipeline.stages.len());
     let mut x = Expander {
+        references,
+        runs: true,
         total: 0,
         stage_pos: Pos::new(1, 1),
     };
     for (i, s) in pipeline.stages.iter().enumerate() {
         x.stage_pos = s.pos;
+        let skip = s.when.as_ref().and_then(|w| when_skip(w, event));
+        x.runs = skip.is_none();
         let needs = match &s.needs {
             Some(names) => names.iter().filter_map(|n| index_of(n)).collect(),
             None if i == 0 => Vec::new(),
@@ -407,7 +462,7 @@ pub fn plan(pipeline: &Pipeline, event: &Event) -> Result<Plan, PlanError> {
         }
         let image = match &s.image {
             Some(img) => {
-                Some(x.expand(img, &env, s.spans.image, &format!("the image of {label}"))?)
+                Some(x.image(img, &env, s.spans.image, &format!("the image of {label}"))?)
             }
             None => None,
         };
@@ -415,7 +470,7 @@ pub fn plan(pipeline: &Pipeline, event: &Event) -> Result<Plan, PlanError> {
             Some(b) => {
                 let mut b = b.clone();
                 if let Some(tag) = &b.tag {
-                    b.tag = Some(x.expand(
+                    b.tag = Some(x.image(
                         tag,
                         &env,
                         s.spans.build_tag,
@@ -438,7 +493,7 @@ pub fn plan(pipeline: &Pipeline, event: &Event) -> Result<Plan, PlanError> {
             Some(sc) => {
                 let mut sc = sc.clone();
                 if let Some(img) = &sc.image {
-                    sc.image = Some(x.expand(
+                    sc.image = Some(x.image(
                         img,
                         &env,
                         s.spans.scan_image,
@@ -452,7 +507,7 @@ pub fn plan(pipeline: &Pipeline, event: &Event) -> Result<Plan, PlanError> {
         let deploy = match &s.deploy {
             Some(d) => {
                 let mut d = d.clone();
-                d.image = x.expand(
+                d.image = x.image(
                     &d.image,
                     &env,
                     s.spans.deploy_image,
@@ -465,7 +520,7 @@ pub fn plan(pipeline: &Pipeline, event: &Event) -> Result<Plan, PlanError> {
         let mut services = Vec::with_capacity(s.services.len());
         for (j, svc) in s.services.iter().enumerate() {
             services.push(Service {
-                image: x.expand(
+                image: x.image(
                     &svc.image,
                     &env,
                     pos_at(&s.spans.services, j),
@@ -498,7 +553,7 @@ pub fn plan(pipeline: &Pipeline, event: &Event) -> Result<Plan, PlanError> {
             build,
             scan,
             deploy,
-            skip: s.when.as_ref().and_then(|w| when_skip(w, event)),
+            skip,
             env,
         });
     }

@@ -151,3 +151,33 @@ fn planning_a_pipeline_built_past_validation_fails_located() {
         e => panic!("{e}"),
     }
 }
+
+#[test]
+fn an_interpolated_image_is_checked_once_the_event_is_known() {
+    let src =
+        "version: 1\nstages:\n  - name: t\n    kind: test\n    image: \"app:${MOAT_BRANCH}\"\n";
+    let p = parse(src).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        plan(&p, &push("main")).unwrap().stages[0].image.as_deref(),
+        Some("app:main")
+    );
+    let e = plan(&p, &push("feature/x")).unwrap_err();
+    assert_eq!(e.pos(), Pos::new(5, 12));
+    assert!(
+        e.render(".moat.yml").starts_with(
+            ".moat.yml:5:12: the image of stage \"t\" is \"app:feature/x\" after interpolation"
+        ),
+        "{e}"
+    );
+    // A stage `when:` skips is not refused for its references.
+    let tagged = parse(&format!(
+        "{}    when: {{ event: [tag] }}\n",
+        src.replace("MOAT_BRANCH", "MOAT_TAG")
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let p2 = plan(&tagged, &push("main")).unwrap();
+    assert!(p2.stages[0].skip.is_some());
+    // A hostile branch name is escaped in the message.
+    let e = plan(&p, &push("x\u{202e}\n")).unwrap_err();
+    assert!(e.message().contains("\"app:x\\u{202e}\\n\""), "{e}");
+}

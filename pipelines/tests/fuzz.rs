@@ -90,7 +90,14 @@ fn mutated_files_never_panic() {
                 for event in &events {
                     let _ = pipeline.triggered_by(event);
                     // What validates, plans: validation ran the same expansion checks.
-                    let mut p = plan(&pipeline, event).expect("a valid pipeline plans");
+                    // Only an image reference made invalid by the event's names may fail.
+                    let mut p = match plan(&pipeline, event) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            assert!(e.message().contains("after interpolation"), "{e}");
+                            continue;
+                        }
+                    };
                     // A valid pipeline is acyclic: every stage gets an order.
                     assert_eq!(p.topological_order().len(), p.stages.len());
                     for s in &p.stages {
