@@ -51,9 +51,14 @@ fn fork_pull_request(head_branch: &str, head: &str, base: &str) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap()
 }
 
-/// The coordinator's resident memory, from /proc.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+/// The coordinator's resident memory, from /proc; panics with its log when it has died.
+fn rss_kib(coordinator: &mut Coordinator) -> u64 {
+    assert!(
+        coordinator.alive(),
+        "the coordinator died:\n{}",
+        coordinator.log()
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", coordinator.pid())).unwrap();
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -164,7 +169,7 @@ async fn the_coordinator_survives_the_invalid_and_mutated_corpus() {
         &["push", "-q", "-f", origin.bare.to_str().unwrap(), "main"],
     );
 
-    let mut peak = rss_kib(coordinator.pid());
+    let mut peak = rss_kib(&mut coordinator);
     for (i, commit) in commits.iter().chain([&last]).enumerate() {
         let body = push_payload("main", commit, &origin.url());
         let sig = github_signature(&secret, &body);
@@ -178,7 +183,7 @@ async fn the_coordinator_survives_the_invalid_and_mutated_corpus() {
         )
         .await;
         assert_eq!(status, 202, "{answer}");
-        peak = peak.max(rss_kib(coordinator.pid()));
+        peak = peak.max(rss_kib(&mut coordinator));
     }
     // Deliveries are processed in order: once the last one's run exists, all were answered.
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
@@ -188,7 +193,7 @@ async fn the_coordinator_survives_the_invalid_and_mutated_corpus() {
             "the coordinator died:\n{}",
             coordinator.log()
         );
-        peak = peak.max(rss_kib(coordinator.pid()));
+        peak = peak.max(rss_kib(&mut coordinator));
         let runs = api.get("/api/v1/runs?repo=corpus&limit=500").await;
         let runs = runs.as_array().cloned().unwrap_or_default();
         if runs.iter().any(|r| r["commit"] == last.as_str()) {
