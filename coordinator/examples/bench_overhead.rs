@@ -74,7 +74,7 @@ async fn time_api_loop(engine: &Engine, stages: usize, round: usize) -> Duration
         repo: "bench".into(),
         run_id: run_id.clone(),
     };
-    let plan = moat_pipelines::plan(&p, &event);
+    let plan = moat_pipelines::plan(&p, &event).expect("the pipeline plans");
     let start = Instant::now();
     let run = RunHandle {
         run_id: run_id.clone(),

@@ -413,7 +413,7 @@ fn stage_spec() -> anyhow::Result<String> {
         repo: "bench".into(),
         run_id: String::new(),
     };
-    let plan = moat_pipelines::plan(&pipeline, &event);
+    let plan = moat_pipelines::plan(&pipeline, &event)?;
     let stage = plan.stages.first().context("the plan has a stage")?;
     Ok(serde_json::to_string(stage)?)
 }

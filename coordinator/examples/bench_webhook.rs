@@ -542,7 +542,7 @@ async fn run(root: &Path, rounds: usize, shutdown: &CancellationToken) -> anyhow
             repo: "bench".into(),
             run_id: String::new(),
         },
-    );
+    )?;
     let stage = plan.stages.first().context("one stage")?.clone();
 
     let events = watch_events(docker, shutdown.clone());

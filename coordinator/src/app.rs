@@ -648,8 +648,24 @@ impl App {
             tracing::info!(repo = %repo.name, event = %t.kind, "`on:` does not match; no run");
             return Ok(None);
         }
-        if new.failed.is_none() {
-            let plan = moat_pipelines::plan(&pipeline, &event);
+        // A planning error (a value expanding past its cap, an event out of bounds) is the
+        // run's result, never the coordinator's crash.
+        let planned = if new.failed.is_none() {
+            match moat_pipelines::plan(&pipeline, &event) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::info!(repo = %repo.name, error = %e, "pipeline could not be planned");
+                    new.failed = Some(format!(
+                        "cannot plan the pipeline:\n{}",
+                        e.render(".moat.yml")
+                    ));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(plan) = planned {
             for s in &plan.stages {
                 new.jobs.push(NewJob {
                     stage_index: s.index as i64,

@@ -6,6 +6,7 @@ pub mod diag;
 pub mod model;
 pub mod pattern;
 pub mod plan;
+pub mod reference;
 pub mod units;
 pub mod yaml;
 
@@ -14,7 +15,7 @@ mod parse;
 
 pub use diag::{Diagnostic, Diagnostics, Pos};
 pub use model::*;
-pub use plan::{Event, Plan, PlannedStage, plan};
+pub use plan::{Event, Plan, PlanError, PlannedStage, plan};
 
 /// Largest pipeline file accepted, in bytes.
 pub const MAX_FILE_SIZE: usize = 1024 * 1024;

@@ -13,6 +13,9 @@ pub struct Pipeline {
     pub on: Triggers,
     /// Plain variables for every stage, in file order.
     pub env: Vec<(String, String)>,
+    /// Where each value of `env` is in the file, for planning errors.
+    #[serde(default)]
+    pub env_pos: Vec<Pos>,
     /// Declared secrets, in file order.
     pub secrets: Vec<SecretDecl>,
     pub stages: Vec<Stage>,
@@ -116,6 +119,25 @@ pub struct Stage {
     pub build: Option<BuildSpec>,
     pub scan: Option<ScanSpec>,
     pub deploy: Option<DeploySpec>,
+    /// Where the values planning interpolates are in the file.
+    #[serde(default)]
+    pub spans: StageSpans,
+}
+
+/// Positions of a stage's interpolated values, so a planning error names file:line:col. A
+/// position left at 0:0 (a pipeline built without them) falls back to the stage's.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Default)]
+pub struct StageSpans {
+    /// One per entry of [`Stage::env`].
+    pub env: Vec<Pos>,
+    pub image: Pos,
+    /// The `image:` of each service.
+    pub services: Vec<Pos>,
+    pub build_tag: Pos,
+    /// One per entry of [`BuildSpec::args`].
+    pub build_args: Vec<Pos>,
+    pub scan_image: Pos,
+    pub deploy_image: Pos,
 }
 
 /// `when:` — conditions evaluated against the event; all given conditions must hold.

@@ -16,7 +16,7 @@ use crate::lint;
 use crate::model::{
     Approval, BuildSpec, Date, DeploySpec, DeployTarget, EventKind, HealthCheck, IgnoreRule, Mount,
     Pipeline, Resources, Rollback, ScanSpec, SecretDecl, SecretSource, Service, Severity, Stage,
-    StageKind, Strategy, Triggers, When,
+    StageKind, StageSpans, Strategy, Triggers, When,
 };
 use crate::pattern::Pattern;
 use crate::plan::BUILTIN_VARS;
@@ -138,13 +138,49 @@ pub(crate) fn parse(src: &[u8], policy: &Policy) -> Result<Pipeline, Diagnostics
     };
     let pipeline = checker.pipeline(&root);
     match pipeline {
-        Some(p) if checker.diags.is_empty() => Ok(p),
+        Some(p) if checker.diags.is_empty() => match crate::plan::check_expansion(&p) {
+            Ok(()) => Ok(p),
+            Err(e) => {
+                checker.diags.push(e.pos(), e.message());
+                Err(checker.diags)
+            }
+        },
         _ => {
             if checker.diags.is_empty() {
                 checker.diags.push(root.pos, "invalid pipeline file");
             }
             Err(checker.diags.finish())
         }
+    }
+}
+
+/// The positions of a mapping's values, in order.
+fn value_positions(node: &Node) -> Vec<Pos> {
+    node.as_map()
+        .map(|m| m.iter().map(|(_, v)| v.pos).collect())
+        .unwrap_or_default()
+}
+
+/// Where a stage's interpolated values are; only used for a valid stage, where every entry
+/// was kept, so the positions line up with the model's lists.
+fn stage_spans(f: &Fields<'_>) -> StageSpans {
+    let pos = |n: Option<&Node>| n.map(|n| n.pos).unwrap_or_default();
+    let build = f.get("build");
+    StageSpans {
+        env: f.get("env").map(value_positions).unwrap_or_default(),
+        image: pos(f.get("image")),
+        services: f
+            .get("services")
+            .and_then(Node::as_seq)
+            .map(|items| items.iter().map(|i| pos(i.get("image"))).collect())
+            .unwrap_or_default(),
+        build_tag: pos(build.and_then(|b| b.get("tag"))),
+        build_args: build
+            .and_then(|b| b.get("args"))
+            .map(value_positions)
+            .unwrap_or_default(),
+        scan_image: pos(f.get("scan").and_then(|b| b.get("image"))),
+        deploy_image: pos(f.get("deploy").and_then(|b| b.get("image"))),
     }
 }
 
@@ -664,7 +700,22 @@ impl Checker<'_> {
     fn image(&mut self, node: &Node, known: &[String]) -> Option<String> {
         let image = self.text(node, "image")?;
         self.references(node, &image, known);
+        self.reference_grammar(node, &image, "image");
         Some(image)
+    }
+
+    /// A literal image reference must follow Docker's grammar; one with `${...}` is checked
+    /// by planning, once its variables have values.
+    fn reference_grammar(&mut self, node: &Node, value: &str, what: &str) {
+        if value.contains("${") {
+            return;
+        }
+        if let Err(e) = crate::reference::check(value) {
+            self.err(
+                node.pos,
+                format!("invalid {what} {}: {e}", crate::reference::quote(value)),
+            );
+        }
     }
 
     fn pipeline(&mut self, root: &Node) -> Option<Pipeline> {
@@ -742,6 +793,7 @@ impl Checker<'_> {
         Some(Pipeline {
             version: version?,
             on,
+            env_pos: f.get("env").map(value_positions).unwrap_or_default(),
             env,
             secrets,
             stages,
@@ -1039,6 +1091,7 @@ impl Checker<'_> {
                 build,
                 scan,
                 deploy,
+                spans: stage_spans(&f),
             });
         }
         info
@@ -1350,6 +1403,7 @@ impl Checker<'_> {
             match self.text(v, "tag") {
                 Some(tag) => {
                     self.references(v, &tag, known);
+                    self.reference_grammar(v, &tag, "build tag");
                     spec.tag = Some(tag);
                 }
                 None => ok = false,

@@ -71,7 +71,7 @@ stages:
 
 #[test]
 fn dag_edges_explicit_and_implicit() {
-    let p = plan(&pipeline(DAG), &push("main"));
+    let p = plan(&pipeline(DAG), &push("main")).unwrap();
     assert!(needs(&p, "prepare").is_empty());
     assert_eq!(needs(&p, "fmt"), ["prepare"]);
     assert_eq!(needs(&p, "unit"), ["prepare"]);
@@ -96,7 +96,7 @@ fn dag_edges_explicit_and_implicit() {
 
 #[test]
 fn env_layers_and_interpolation() {
-    let p = plan(&pipeline(DAG), &push("main"));
+    let p = plan(&pipeline(DAG), &push("main")).unwrap();
     let unit = &p.stages[2];
     let get = |k: &str| {
         unit.env
@@ -131,7 +131,7 @@ fn env_layers_and_interpolation() {
 #[test]
 fn when_decides_skips() {
     let pl = pipeline(DAG);
-    let deploy_skip = |e: &Event| plan(&pl, e).stages[6].skip.clone();
+    let deploy_skip = |e: &Event| plan(&pl, e).unwrap().stages[6].skip.clone();
     assert_eq!(deploy_skip(&push("main")), None);
     assert_eq!(
         deploy_skip(&push("feature/x")),
@@ -148,6 +148,7 @@ fn when_decides_skips() {
     // Stages without `when` always run.
     assert!(
         plan(&pl, &tag("v1"))
+            .unwrap()
             .stages
             .iter()
             .take(6)
@@ -162,16 +163,16 @@ stages:
   - { name: pr, kind: test, image: alpine, when: { branch: "main", event: pull_request } }
 "#,
     );
-    let p = plan(&tagged, &tag("v2.0.0"));
+    let p = plan(&tagged, &tag("v2.0.0")).unwrap();
     assert_eq!(p.stages[0].skip, None);
     assert_eq!(p.stages[1].skip.as_deref(), Some("when: event is tag"));
-    let p = plan(&tagged, &push("main"));
+    let p = plan(&tagged, &push("main")).unwrap();
     assert_eq!(
         p.stages[0].skip.as_deref(),
         Some("when: the event has no tag")
     );
     // For pull requests, `branch` is matched against the target branch.
-    let p = plan(&tagged, &pull_request("feature/y", "main"));
+    let p = plan(&tagged, &pull_request("feature/y", "main")).unwrap();
     assert_eq!(p.stages[1].skip, None);
 }
 
@@ -220,7 +221,7 @@ stages: [{ name: a, kind: test, image: x }]
 #[test]
 fn select_keeps_what_is_needed() {
     let pl = pipeline(DAG);
-    let mut p = plan(&pl, &push("main"));
+    let mut p = plan(&pl, &push("main")).unwrap();
     p.select(&["image".to_string()]).unwrap();
     let kept: Vec<&str> = p
         .stages
@@ -232,14 +233,14 @@ fn select_keeps_what_is_needed() {
     assert_eq!(p.stages[3].skip.as_deref(), Some("not selected"));
 
     // A `when` skip is kept as the reason, not overwritten.
-    let mut p = plan(&pl, &push("feature/x"));
+    let mut p = plan(&pl, &push("feature/x")).unwrap();
     p.select(&["scan".to_string()]).unwrap();
     assert_eq!(
         p.stages[6].skip.as_deref(),
         Some("when: branch feature/x does not match")
     );
 
-    let mut p = plan(&pl, &push("main"));
+    let mut p = plan(&pl, &push("main")).unwrap();
     assert_eq!(
         p.select(&["image".to_string(), "nope".to_string()]),
         Err(vec!["nope".to_string()])

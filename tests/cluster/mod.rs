@@ -258,6 +258,16 @@ impl Coordinator {
         }
     }
 
+    /// The coordinator process's id (for /proc/PID/status).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running (it has not crashed or exited).
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// `kill -9`: no chance to clean up or finish anything.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
@@ -276,11 +286,6 @@ impl Coordinator {
         fresh.ca = self.ca.clone();
         // The old process is already dead; dropping it only reaps it.
         drop(std::mem::replace(self, fresh));
-    }
-
-    /// The server process's id (its memory is read from `/proc/<pid>/status`).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     pub fn log(&self) -> String {

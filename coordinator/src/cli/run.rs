@@ -281,7 +281,13 @@ async fn run(args: RunArgs) -> u8 {
             event.kind
         );
     }
-    let mut plan = moat_pipelines::plan(&pipeline, &event);
+    let mut plan = match moat_pipelines::plan(&pipeline, &event) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{}", e.render(&file.display().to_string()));
+            return 2;
+        }
+    };
     if !args.stages.is_empty()
         && let Err(unknown) = plan.select(&args.stages)
     {

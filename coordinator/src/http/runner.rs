@@ -735,7 +735,7 @@ stages:
             repo: "o/r".into(),
             run_id: "1".into(),
         };
-        moat_pipelines::plan(&pipeline, &event).stages
+        moat_pipelines::plan(&pipeline, &event).unwrap().stages
     }
 
     fn names(decls: Vec<&SecretDecl>) -> Vec<&str> {

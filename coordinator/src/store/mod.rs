@@ -443,6 +443,11 @@ pub struct Runner {
     pub last_seen_at: Option<Millis>,
 }
 
+/// How many claims of one delivery may end with a lost lease before it is given up.
+pub const MAX_DELIVERY_ATTEMPTS: i64 = 3;
+/// The error of a delivery given up after [`MAX_DELIVERY_ATTEMPTS`] lost leases.
+pub const DELIVERY_GAVE_UP: &str = "processing crashed 3 times; not retried";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub id: i64,
@@ -589,7 +594,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<i64>>;
     /// Takes the oldest unprocessed delivery for `lease_ms` (so another coordinator does not
     /// process it at the same time; a crashed processor's delivery comes back after the lease).
+    /// Leases the oldest unprocessed delivery. A delivery whose lease ran out
+    /// [`MAX_DELIVERY_ATTEMPTS`] times (its processor crashed or hung each time) is marked
+    /// processed with [`DELIVERY_GAVE_UP`] instead of being handed out again.
     async fn claim_delivery(&self, now: Millis, lease_ms: i64) -> Result<Option<Delivery>>;
+    /// The error a processed delivery was finished with, if any.
+    async fn delivery_error(&self, id: i64) -> Result<Option<String>>;
     async fn finish_delivery(&self, id: i64, error: Option<&str>, now: Millis) -> Result<()>;
     /// Records the run a delivery started (before [`Store::finish_delivery`]).
     async fn set_delivery_run(&self, id: i64, run_id: i64) -> Result<()>;

@@ -176,6 +176,7 @@ store_tests!(
     repositories,
     deliveries,
     delivery_listing_and_retention,
+    delivery_attempts_are_limited,
     run_numbering,
     failed_run_has_no_jobs,
     dag_propagation,
@@ -782,6 +783,45 @@ mod cases {
         // Deleting a repository takes its deliveries too.
         s.delete_repo(b.id).await.unwrap();
         assert!(s.list_deliveries(Some(b.id), 0).await.unwrap().is_empty());
+    }
+
+    /// A delivery whose processor crashes every time (its lease runs out) is claimed three
+    /// times, then finished with the reason on the fourth claim, never handed out again.
+    pub async fn delivery_attempts_are_limited(ctx: Ctx) {
+        let s = &*ctx.store;
+        let a = s.create_repo(new_repo("a")).await.unwrap();
+        let crashing = s
+            .insert_delivery(a.id, "guid-1", "pull_request", b"{}", 100)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut now = 1000;
+        for attempt in 1..=crate::store::MAX_DELIVERY_ATTEMPTS {
+            let d = s.claim_delivery(now, 500).await.unwrap().unwrap();
+            assert_eq!((d.id, d.attempts), (crashing, attempt));
+            // The processor dies: nothing finishes the delivery; the lease runs out.
+            now += 600;
+        }
+        assert_eq!(s.delivery_error(crashing).await.unwrap(), None);
+        // A later delivery is still served, and the crashing one is given up.
+        let fine = s
+            .insert_delivery(a.id, "guid-2", "push", b"{}", now)
+            .await
+            .unwrap()
+            .unwrap();
+        let d = s.claim_delivery(now, 500).await.unwrap().unwrap();
+        assert_eq!(d.id, fine);
+        assert_eq!(
+            s.delivery_error(crashing).await.unwrap().as_deref(),
+            Some(crate::store::DELIVERY_GAVE_UP)
+        );
+        s.finish_delivery(fine, None, now + 1).await.unwrap();
+        assert!(s.claim_delivery(now + 10_000, 500).await.unwrap().is_none());
+        assert_eq!(s.delivery_error(fine).await.unwrap(), None);
+        assert!(matches!(
+            s.delivery_error(9999).await,
+            Err(StoreError::NotFound)
+        ));
     }
 
     pub async fn run_numbering(ctx: Ctx) {

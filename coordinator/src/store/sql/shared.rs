@@ -26,10 +26,10 @@ use super::{
     lock_repo, lock_repo_of_job, lock_run_logs,
 };
 use crate::store::{
-    AuditEvent, Claimed, Delivery, DeliveryInfo, DeliveryOutcome, Expired, Forge, HeartbeatReply,
-    Job, JobCompletion, JobOutcome, JobStatus, LogLine, Millis, NewJob, NewLogLine, NewRepository,
-    NewRun, Registration, Repository, Result, Run, RunFilter, RunStatus, Runner, SecretMeta, Store,
-    StoreError, StoredSecret, Token, TokenKind,
+    AuditEvent, Claimed, DELIVERY_GAVE_UP, Delivery, DeliveryInfo, DeliveryOutcome, Expired, Forge,
+    HeartbeatReply, Job, JobCompletion, JobOutcome, JobStatus, LogLine, MAX_DELIVERY_ATTEMPTS,
+    Millis, NewJob, NewLogLine, NewRepository, NewRun, Registration, Repository, Result, Run,
+    RunFilter, RunStatus, Runner, SecretMeta, Store, StoreError, StoredSecret, Token, TokenKind,
 };
 
 /// Runs `$body` (an expression that may use `?`) in a write transaction bound to `$c`,
@@ -1388,6 +1388,18 @@ impl Store for Backend {
     }
 
     async fn claim_delivery(&self, now: Millis, lease_ms: i64) -> Result<Option<Delivery>> {
+        // A lease that ran out means the processor crashed or hung; after the last allowed
+        // attempt the delivery is finished with the reason instead of crashing it again.
+        sqlx::query(
+            "UPDATE deliveries SET processed_at = $1, lease_until = NULL, error = $3 \
+             WHERE processed_at IS NULL AND lease_until IS NOT NULL AND lease_until <= $1 \
+             AND attempts >= $2",
+        )
+        .bind(now)
+        .bind(MAX_DELIVERY_ATTEMPTS)
+        .bind(DELIVERY_GAVE_UP)
+        .execute(&mut *self.writer().await?)
+        .await?;
         let row = sqlx::query(concat!(
             "UPDATE deliveries SET lease_until = $2, attempts = attempts + 1 \
              WHERE id = (SELECT id FROM deliveries WHERE processed_at IS NULL \
@@ -1408,6 +1420,15 @@ impl Store for Backend {
             payload: r.try_get("payload")?,
             attempts: r.try_get("attempts")?,
         }))
+    }
+
+    async fn delivery_error(&self, id: i64) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT error FROM deliveries WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *self.reader().await?)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        Ok(row.try_get("error")?)
     }
 
     async fn finish_delivery(&self, id: i64, error: Option<&str>, now: Millis) -> Result<()> {
