@@ -7,23 +7,48 @@ use std::str::FromStr;
 
 use serde_json::Value;
 
-/// How bad a finding is. Ordered most severe first, so sorting findings puts the worst on top.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// How bad a finding is, the one scale of every scanner and of `fail_on` gates. Ordered least
+/// severe first (`Low < Critical`), so a threshold reads `severity >= fail_on`; a report that
+/// lists the worst first sorts by [`std::cmp::Reverse`] of it.
+///
+/// Serialised as the variant name (`"Critical"`), as the pipeline model and the runner protocol
+/// always have; the lowercase names of `.moat.yml` (`"critical"`) are accepted when reading.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Severity {
-    Critical,
-    High,
-    Medium,
+    #[serde(alias = "low")]
     Low,
+    #[serde(alias = "medium")]
+    Medium,
+    #[serde(alias = "high")]
+    High,
+    #[serde(alias = "critical")]
+    Critical,
 }
 
 impl Severity {
+    /// Every severity, least severe first.
+    pub const ALL: [Severity; 4] = [
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    /// The lowercase name used in `.moat.yml`, tables and JSON reports.
     pub fn as_str(self) -> &'static str {
         match self {
-            Severity::Critical => "critical",
-            Severity::High => "high",
-            Severity::Medium => "medium",
             Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
         }
+    }
+
+    /// Reads a lowercase name (`critical`, `high`, `medium`, `low`).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
     }
 }
 
