@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use moat_report::{level, pretty, security_severity, uri_path};
+use moat_report::{fields, level, pretty, sarif_log, security_severity, source_location};
 use sha2::{Digest, Sha256};
 
 use super::rules::{self, Profile};
@@ -197,10 +197,10 @@ pub fn sarif(report: &ManifestReport) -> Value {
             "level": level(f.severity),
             "message": { "text": f.message },
             "locations": [{
-                "physicalLocation": {
-                    "artifactLocation": { "uri": uri_path(&f.file), "uriBaseId": "%SRCROOT%" },
-                    "region": { "startLine": f.line, "startColumn": f.column },
-                },
+                "physicalLocation": source_location(
+                    &f.file,
+                    json!({ "startLine": f.line, "startColumn": f.column }),
+                ),
                 "logicalLocations": [{
                     "name": f.container.as_deref().unwrap_or(&f.name),
                     "fullyQualifiedName": qualified,
@@ -231,24 +231,19 @@ pub fn sarif(report: &ManifestReport) -> Value {
         .iter()
         .map(|e| json!({ "level": "error", "message": { "text": e.to_string() } }))
         .collect();
-    json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {
-                "driver": {
-                    "name": "moat",
-                    "version": env!("CARGO_PKG_VERSION"),
-                    "informationUri": PSS_DOC,
-                    "rules": descriptors,
-                },
-            },
+    sarif_log(
+        fields(json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "informationUri": PSS_DOC,
+            "rules": descriptors,
+        })),
+        fields(json!({
             "invocations": [{
                 "executionSuccessful": report.errors.is_empty(),
                 "toolExecutionNotifications": notifications,
             }],
             "columnKind": "unicodeCodePoints",
             "results": results,
-        }],
-    })
+        })),
+    )
 }

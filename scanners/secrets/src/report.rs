@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use moat_report::{Format, level, pretty, security_severity, uri_path};
+use moat_report::{Format, fields, level, pretty, sarif_log, security_severity, source_location};
 
 use super::{AllowSource, Finding, ScanReport, Suppression, builtin_rules};
 
@@ -171,15 +171,12 @@ pub fn sarif(report: &ScanReport) -> Value {
             "level": level(f.severity),
             "message": { "text": format!("{}: {}", f.description, f.excerpt) },
             "locations": [{
-                "physicalLocation": {
-                    "artifactLocation": { "uri": uri_path(&f.file), "uriBaseId": "%SRCROOT%" },
-                    "region": {
-                        "startLine": f.line,
-                        "startColumn": f.column,
-                        "endLine": f.end_line,
-                        "snippet": { "text": f.excerpt },
-                    },
-                },
+                "physicalLocation": source_location(&f.file, json!({
+                    "startLine": f.line,
+                    "startColumn": f.column,
+                    "endLine": f.end_line,
+                    "snippet": { "text": f.excerpt },
+                })),
             }],
             "partialFingerprints": { "moatSecret/v1": f.fingerprint },
         });
@@ -201,19 +198,14 @@ pub fn sarif(report: &ScanReport) -> Value {
         };
         results.push(result(&s.finding, Some(suppression)));
     }
-    json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {
-                "driver": {
-                    "name": "moat",
-                    "version": env!("CARGO_PKG_VERSION"),
-                    "rules": descriptors,
-                },
-            },
+    sarif_log(
+        fields(json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "rules": descriptors,
+        })),
+        fields(json!({
             "columnKind": "unicodeCodePoints",
             "results": results,
-        }],
-    })
+        })),
+    )
 }

@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use moat_pipelines::{Date, IgnoreRule, Severity};
+use moat_report::{fields, level_of, sarif_log};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -267,14 +268,6 @@ pub fn json_report(meta: Option<&ImageMeta>, digest: &str, verdict: &Verdict) ->
     })
 }
 
-fn sarif_level(s: Option<Severity>) -> &'static str {
-    match s {
-        Some(Severity::Critical | Severity::High) => "error",
-        Some(Severity::Medium) => "warning",
-        _ => "note",
-    }
-}
-
 /// SARIF 2.1.0, one result per finding, located at the file that declared the package.
 pub fn sarif(verdict: &Verdict) -> Value {
     let mut rules: Vec<Value> = Vec::new();
@@ -291,7 +284,7 @@ pub fn sarif(verdict: &Verdict) -> Value {
         }
         let mut result = json!({
             "ruleId": f.id,
-            "level": sarif_level(f.severity),
+            "level": level_of(f.severity),
             "message": { "text": format!(
                 "{} {} {} is affected by {}{}",
                 f.ecosystem.osv_name(), f.package, f.installed_version, f.id,
@@ -305,14 +298,10 @@ pub fn sarif(verdict: &Verdict) -> Value {
         }
         results.push(result);
     }
-    json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": { "driver": { "name": "moat", "informationUri": "https://moat.invalid", "rules": rules } },
-            "results": results,
-        }],
-    })
+    sarif_log(
+        fields(json!({ "informationUri": "https://moat.invalid", "rules": rules })),
+        fields(json!({ "results": results })),
+    )
 }
 
 #[cfg(test)]
