@@ -151,13 +151,68 @@ pub fn sarif_log(driver: Map<String, Value>, run: Map<String, Value>) -> Value {
     })
 }
 
-/// A `physicalLocation` of a file of the scanned tree (`%SRCROOT%`-relative, percent-encoded)
-/// with its region.
-pub fn source_location(path: &str, region: Value) -> Value {
-    json!({
-        "artifactLocation": { "uri": uri_path(path), "uriBaseId": "%SRCROOT%" },
-        "region": region,
-    })
+/// What every scanner's finding has in common, as SARIF reads it: the rule, how bad, one
+/// line of message, and where. Each scanner maps its own finding to this for the SARIF result
+/// and adds what is its own (rule index, fingerprints, properties) to the returned object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding<'a> {
+    pub rule_id: &'a str,
+    /// `None` when the advisory carries no usable score.
+    pub severity: Option<Severity>,
+    pub message: String,
+    pub location: Location<'a>,
+}
+
+/// Where a finding is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Location<'a> {
+    /// A file of the scanned tree (`%SRCROOT%`-relative, `/`-separated), 1-based position.
+    Source {
+        path: &'a str,
+        line: u32,
+        column: u32,
+        end_line: Option<u32>,
+        /// The (masked) line, when the scanner shows one.
+        snippet: Option<&'a str>,
+    },
+    /// An artifact named as is: the file inside an image that declared a package.
+    Artifact { uri: &'a str },
+}
+
+impl Finding<'_> {
+    /// The SARIF result: `ruleId`, `level`, `message` and one location.
+    pub fn sarif_result(&self) -> Map<String, Value> {
+        let physical = match &self.location {
+            Location::Source {
+                path,
+                line,
+                column,
+                end_line,
+                snippet,
+            } => {
+                let mut region = Map::new();
+                region.insert("startLine".into(), (*line).into());
+                region.insert("startColumn".into(), (*column).into());
+                if let Some(end) = end_line {
+                    region.insert("endLine".into(), (*end).into());
+                }
+                if let Some(text) = snippet {
+                    region.insert("snippet".into(), json!({ "text": text }));
+                }
+                json!({
+                    "artifactLocation": { "uri": uri_path(path), "uriBaseId": "%SRCROOT%" },
+                    "region": region,
+                })
+            }
+            Location::Artifact { uri } => json!({ "artifactLocation": { "uri": uri } }),
+        };
+        fields(json!({
+            "ruleId": self.rule_id,
+            "level": level_of(self.severity),
+            "message": { "text": self.message },
+            "locations": [{ "physicalLocation": physical }],
+        }))
+    }
 }
 
 /// The entries of a JSON object literal, for [`sarif_log`]'s arguments.

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use moat_report::{Format, fields, level, pretty, sarif_log, security_severity, source_location};
+use moat_report::{Format, Location, fields, level, pretty, sarif_log, security_severity};
 
 use super::{AllowSource, Finding, ScanReport, Suppression, builtin_rules};
 
@@ -165,21 +165,23 @@ pub fn sarif(report: &ScanReport) -> Value {
         })
         .collect();
     let result = |f: &Finding, suppression: Option<Value>| {
-        let mut v = json!({
-            "ruleId": f.rule,
-            "ruleIndex": rule_index(f.rule),
-            "level": level(f.severity),
-            "message": { "text": format!("{}: {}", f.description, f.excerpt) },
-            "locations": [{
-                "physicalLocation": source_location(&f.file, json!({
-                    "startLine": f.line,
-                    "startColumn": f.column,
-                    "endLine": f.end_line,
-                    "snippet": { "text": f.excerpt },
-                })),
-            }],
-            "partialFingerprints": { "moatSecret/v1": f.fingerprint },
-        });
+        let mut v = Value::Object(
+            moat_report::Finding {
+                rule_id: f.rule,
+                severity: Some(f.severity),
+                message: format!("{}: {}", f.description, f.excerpt),
+                location: Location::Source {
+                    path: &f.file,
+                    line: f.line,
+                    column: f.column,
+                    end_line: Some(f.end_line),
+                    snippet: Some(&f.excerpt),
+                },
+            }
+            .sarif_result(),
+        );
+        v["ruleIndex"] = rule_index(f.rule).into();
+        v["partialFingerprints"] = json!({ "moatSecret/v1": f.fingerprint });
         if let Some(s) = suppression {
             v["suppressions"] = json!([s]);
         }

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use moat_pipelines::{Date, IgnoreRule, Severity};
-use moat_report::{fields, level_of, sarif_log};
+use moat_report::{Location, fields, sarif_log};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -282,17 +282,27 @@ pub fn sarif(verdict: &Verdict) -> Value {
                 "properties": { "aliases": f.aliases, "security-severity": f.cvss_score.map(|s| format!("{s:.1}")) },
             }));
         }
-        let mut result = json!({
-            "ruleId": f.id,
-            "level": level_of(f.severity),
-            "message": { "text": format!(
-                "{} {} {} is affected by {}{}",
-                f.ecosystem.osv_name(), f.package, f.installed_version, f.id,
-                f.fixed_version.as_deref().map(|v| format!("; fixed in {v}")).unwrap_or_default()
-            ) },
-            "locations": [{ "physicalLocation": { "artifactLocation": { "uri": f.location } } }],
-            "partialFingerprints": { "moat/v1": format!("{}/{}/{}", f.id, f.package, f.installed_version) },
-        });
+        let mut result = Value::Object(
+            moat_report::Finding {
+                rule_id: &f.id,
+                severity: f.severity,
+                message: format!(
+                    "{} {} {} is affected by {}{}",
+                    f.ecosystem.osv_name(),
+                    f.package,
+                    f.installed_version,
+                    f.id,
+                    f.fixed_version
+                        .as_deref()
+                        .map(|v| format!("; fixed in {v}"))
+                        .unwrap_or_default()
+                ),
+                location: Location::Artifact { uri: &f.location },
+            }
+            .sarif_result(),
+        );
+        result["partialFingerprints"] =
+            json!({ "moat/v1": format!("{}/{}/{}", f.id, f.package, f.installed_version) });
         if j.verdict == "ignored" {
             result["suppressions"] = json!([{ "kind": "external", "justification": j.note }]);
         }
