@@ -7,6 +7,8 @@
 //! - `objects`: from multi-document YAML (and `List` kinds) to workloads: Pod, Deployment,
 //!   StatefulSet, DaemonSet, Job, CronJob, ReplicaSet, ReplicationController, each with its pod
 //!   spec and containers.
+//! - `shape`: the YAML shape of every field the checks read; a workload Moat cannot read is a
+//!   finding (`MOAT-K8S-MALFORMED-WORKLOAD`), never a silent pass.
 //! - `pss`: the Pod Security Standards controls.
 //! - `hygiene`: resources, probes, image tags and digests, secrets in env, service-account
 //!   token, default namespace.
@@ -25,6 +27,7 @@ mod objects;
 mod pss;
 pub mod report;
 pub mod rules;
+mod shape;
 mod walk;
 
 use std::ops::RangeInclusive;
@@ -232,6 +235,26 @@ fn scan_into(file: &str, src: &str, options: &ScanOptions, report: &mut Manifest
         let mut found = objects::Objects::default();
         objects::collect(doc, &mut found);
         report.stats.objects += found.objects;
+        for m in &found.malformed {
+            // Never suppressed: the annotation of an object that cannot be read is no more
+            // trustworthy than the rest of it.
+            for (pos, message) in &m.problems {
+                let check = rules::MALFORMED_WORKLOAD;
+                report.findings.push(Finding {
+                    id: check.id,
+                    severity: check.severity,
+                    kind: m.kind.to_string(),
+                    namespace: m.namespace.map(str::to_string),
+                    name: m.name.to_string(),
+                    container: None,
+                    file: file.to_string(),
+                    line: pos.line,
+                    column: pos.col,
+                    message: message.clone(),
+                    remediation: check.remediation,
+                });
+            }
+        }
         for w in &found.workloads {
             report.stats.workloads += 1;
             check_workload(file, w, options, report);
@@ -257,7 +280,10 @@ fn check_workload(
     for (pos, message) in &ignores.problems {
         sink.push(rules::IGNORE_INVALID, *pos, None, message.clone());
     }
-    // Problems with the annotation itself are never suppressed.
+    for (pos, message) in &w.problems {
+        sink.push(rules::MALFORMED_WORKLOAD, *pos, None, message.clone());
+    }
+    // Problems with the annotation itself and with the object's shape are never suppressed.
     report.findings.append(&mut sink.findings);
     for finding in found {
         match ignores.reason(finding.id) {

@@ -1,10 +1,14 @@
 //! From YAML documents to workloads: which objects carry a pod template, where their pod spec
-//! and pod metadata are, and their containers. Also the small typed accessors the checks
+//! and pod metadata are, and their containers. An object of a workload kind whose pod spec
+//! cannot be found, or whose fields have the wrong shape, is kept with its problems (see
+//! `shape`), never dropped. Also the small typed accessors the checks
 //! share, so that every check reads fields the same way (only real booleans and integers
 //! count: `"true"` in quotes is a string, which the API server would refuse anyway).
 
 use moat_pipelines::Pos;
 use moat_pipelines::yaml::Node;
+
+use super::shape::Problems;
 
 /// The kinds whose objects create pods.
 pub const WORKLOAD_KINDS: &[&str] = &[
@@ -34,6 +38,18 @@ pub(crate) struct Workload<'a> {
     /// The `spec` key of the pod spec, where pod-level findings without a field point.
     pub spec_key: Pos,
     pub spec: &'a Node,
+    /// Fields the checks read that have the wrong shape: each one is a finding.
+    pub problems: Vec<(Pos, String)>,
+}
+
+/// An object of a workload (or `List`) kind that cannot be checked at all: no pod spec to be
+/// found, or list items that are not a list. Each problem is a finding, so it never passes.
+#[derive(Debug)]
+pub(crate) struct Malformed<'a> {
+    pub kind: &'a str,
+    pub namespace: Option<&'a str>,
+    pub name: &'a str,
+    pub problems: Vec<(Pos, String)>,
 }
 
 impl<'a> Workload<'a> {
@@ -58,6 +74,7 @@ pub(crate) struct Objects<'a> {
     /// Kubernetes objects seen (anything with a `kind`), list items included.
     pub objects: usize,
     pub workloads: Vec<Workload<'a>>,
+    pub malformed: Vec<Malformed<'a>>,
 }
 
 /// Collects the workloads of one document, looking into `List` kinds.
@@ -71,37 +88,94 @@ fn collect_at<'a>(doc: &'a Node, out: &mut Objects<'a>, depth: usize) {
         return;
     };
     out.objects += 1;
+    let metadata = doc.get("metadata").filter(|m| m.as_map().is_some());
+    let text = |key: &str| metadata.and_then(|m| m.get(key)).and_then(Node::as_str);
+    let name = text("name").or_else(|| text("generateName")).unwrap_or("");
+    let namespace = text("namespace");
+    let mut problems = Problems::default();
+    let malformed = |problems: Problems| Malformed {
+        kind,
+        namespace,
+        name,
+        problems: problems.0,
+    };
     if kind.ends_with("List") {
-        if depth < MAX_LIST_DEPTH
-            && let Some(items) = doc.get("items").and_then(Node::as_seq)
-        {
-            for item in items {
-                collect_at(item, out, depth + 1);
-            }
+        match doc.get("items") {
+            None => {}
+            Some(items) if items.is_null() => {}
+            Some(items) => match items.as_seq() {
+                Some(_) if depth >= MAX_LIST_DEPTH => {
+                    problems.0.push((
+                        items.pos,
+                        format!("`List` nested deeper than {MAX_LIST_DEPTH}: not checked"),
+                    ));
+                }
+                Some(items) => {
+                    for item in items {
+                        if item.as_map().is_none() {
+                            problems.0.push((
+                                item.pos,
+                                format!(
+                                    "`items` holds {}, expected an object: it cannot be checked",
+                                    item.describe()
+                                ),
+                            ));
+                            continue;
+                        }
+                        collect_at(item, out, depth + 1);
+                    }
+                }
+                None => problems.0.push((
+                    items.pos,
+                    format!(
+                        "`items` is {}, expected a list: the objects cannot be checked",
+                        items.describe()
+                    ),
+                )),
+            },
+        }
+        if !problems.0.is_empty() {
+            out.malformed.push(malformed(problems));
         }
         return;
     }
     if !WORKLOAD_KINDS.contains(&kind) {
         return;
     }
-    let metadata = doc.get("metadata").filter(|m| m.as_map().is_some());
-    let text = |key: &str| metadata.and_then(|m| m.get(key)).and_then(Node::as_str);
-    let name = text("name").or_else(|| text("generateName")).unwrap_or("");
-    let namespace = text("namespace");
-    let (template, pod) = match kind {
-        "Pod" => (None, entry(doc, "spec")),
+    problems.object(doc);
+    let (template, pod, prefix) = match kind {
+        "Pod" => (None, Some(doc), ""),
         "CronJob" => {
-            let t = path(doc, &["spec", "jobTemplate", "spec", "template"]);
-            (t, t.and_then(|t| entry(t, "spec")))
+            let t = problems
+                .step(doc, "", "spec")
+                .and_then(|s| problems.step(s, "spec", "jobTemplate"))
+                .and_then(|j| problems.step(j, "spec.jobTemplate", "spec"))
+                .and_then(|s| problems.step(s, "spec.jobTemplate.spec", "template"));
+            (t, t, "spec.jobTemplate.spec.template")
         }
         _ => {
-            let t = path(doc, &["spec", "template"]);
-            (t, t.and_then(|t| entry(t, "spec")))
+            let t = problems
+                .step(doc, "", "spec")
+                .and_then(|s| problems.step(s, "spec", "template"));
+            (t, t, "spec.template")
         }
     };
-    let Some((spec_key, spec)) = pod.filter(|(_, s)| s.as_map().is_some()) else {
+    if let Some(t) = template {
+        problems.template(t, prefix);
+    }
+    let spec_prefix = if prefix.is_empty() {
+        "spec".to_string()
+    } else {
+        format!("{prefix}.spec")
+    };
+    let Some(spec) = pod.and_then(|p| problems.step(p, prefix, "spec")) else {
+        out.malformed.push(malformed(problems));
         return;
     };
+    problems.pod_spec(spec, &spec_prefix);
+    let spec_key = pod
+        .and_then(|p| entry(p, "spec"))
+        .map_or(spec.pos, |(k, _)| k.pos);
     out.workloads.push(Workload {
         kind,
         namespace,
@@ -109,8 +183,9 @@ fn collect_at<'a>(doc: &'a Node, out: &mut Objects<'a>, depth: usize) {
         object: doc,
         metadata,
         template_metadata: template.and_then(|t| t.get("metadata")),
-        spec_key: spec_key.pos,
+        spec_key,
         spec,
+        problems: problems.0,
     });
 }
 

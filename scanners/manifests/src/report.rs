@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use moat_report::{level, pretty, security_severity, uri_path};
+use moat_report::{Location, fields, level, pretty, sarif_log, security_severity};
 use sha2::{Digest, Sha256};
 
 use super::rules::{self, Profile};
@@ -191,30 +191,34 @@ pub fn sarif(report: &ManifestReport) -> Value {
         if let Some(c) = &f.container {
             let _ = write!(qualified, "/{c}");
         }
-        let mut v = json!({
-            "ruleId": f.id,
-            "ruleIndex": rule_index(f.id),
-            "level": level(f.severity),
-            "message": { "text": f.message },
-            "locations": [{
-                "physicalLocation": {
-                    "artifactLocation": { "uri": uri_path(&f.file), "uriBaseId": "%SRCROOT%" },
-                    "region": { "startLine": f.line, "startColumn": f.column },
+        let mut v = Value::Object(
+            moat_report::Finding {
+                rule_id: f.id,
+                severity: Some(f.severity),
+                message: f.message.clone(),
+                location: Location::Source {
+                    path: &f.file,
+                    line: f.line,
+                    column: f.column,
+                    end_line: None,
+                    snippet: None,
                 },
-                "logicalLocations": [{
-                    "name": f.container.as_deref().unwrap_or(&f.name),
-                    "fullyQualifiedName": qualified,
-                    "kind": if f.container.is_some() { "member" } else { "object" },
-                }],
-            }],
-            "partialFingerprints": { "moatManifest/v1": fingerprint(f) },
-            "properties": {
-                "kind": f.kind,
-                "namespace": f.namespace,
-                "name": f.name,
-                "container": f.container,
-                "remediation": f.remediation,
-            },
+            }
+            .sarif_result(),
+        );
+        v["ruleIndex"] = rule_index(f.id).into();
+        v["locations"][0]["logicalLocations"] = json!([{
+            "name": f.container.as_deref().unwrap_or(&f.name),
+            "fullyQualifiedName": qualified,
+            "kind": if f.container.is_some() { "member" } else { "object" },
+        }]);
+        v["partialFingerprints"] = json!({ "moatManifest/v1": fingerprint(f) });
+        v["properties"] = json!({
+            "kind": f.kind,
+            "namespace": f.namespace,
+            "name": f.name,
+            "container": f.container,
+            "remediation": f.remediation,
         });
         if let Some(s) = suppression {
             v["suppressions"] = json!([s]);
@@ -231,24 +235,19 @@ pub fn sarif(report: &ManifestReport) -> Value {
         .iter()
         .map(|e| json!({ "level": "error", "message": { "text": e.to_string() } }))
         .collect();
-    json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {
-                "driver": {
-                    "name": "moat",
-                    "version": env!("CARGO_PKG_VERSION"),
-                    "informationUri": PSS_DOC,
-                    "rules": descriptors,
-                },
-            },
+    sarif_log(
+        fields(json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "informationUri": PSS_DOC,
+            "rules": descriptors,
+        })),
+        fields(json!({
             "invocations": [{
                 "executionSuccessful": report.errors.is_empty(),
                 "toolExecutionNotifications": notifications,
             }],
             "columnKind": "unicodeCodePoints",
             "results": results,
-        }],
-    })
+        })),
+    )
 }

@@ -139,6 +139,9 @@ checks! {
     DEFAULT_NAMESPACE = "MOAT-K8S-DEFAULT-NAMESPACE", Hygiene, Low,
         "Default namespace",
         "Set metadata.namespace to a namespace of the application's own.";
+    MALFORMED_WORKLOAD = "MOAT-K8S-MALFORMED-WORKLOAD", Hygiene, Critical,
+        "Workload Moat cannot read",
+        "Write the field with the shape the Kubernetes API defines (containers, volumes, ports and env are lists of mappings; spec, template and securityContext are mappings).";
     IGNORE_INVALID = "MOAT-K8S-IGNORE-INVALID", Hygiene, Medium,
         "Ignore annotation not honoured",
         "Write moat.dev/ignore as \"ID=reason[,ID2=reason]\" with known check IDs and a reason for each.";

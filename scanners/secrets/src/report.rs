@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use moat_report::{Format, level, pretty, security_severity, uri_path};
+use moat_report::{Format, Location, fields, level, pretty, sarif_log, security_severity};
 
 use super::{AllowSource, Finding, ScanReport, Suppression, builtin_rules};
 
@@ -165,24 +165,23 @@ pub fn sarif(report: &ScanReport) -> Value {
         })
         .collect();
     let result = |f: &Finding, suppression: Option<Value>| {
-        let mut v = json!({
-            "ruleId": f.rule,
-            "ruleIndex": rule_index(f.rule),
-            "level": level(f.severity),
-            "message": { "text": format!("{}: {}", f.description, f.excerpt) },
-            "locations": [{
-                "physicalLocation": {
-                    "artifactLocation": { "uri": uri_path(&f.file), "uriBaseId": "%SRCROOT%" },
-                    "region": {
-                        "startLine": f.line,
-                        "startColumn": f.column,
-                        "endLine": f.end_line,
-                        "snippet": { "text": f.excerpt },
-                    },
+        let mut v = Value::Object(
+            moat_report::Finding {
+                rule_id: f.rule,
+                severity: Some(f.severity),
+                message: format!("{}: {}", f.description, f.excerpt),
+                location: Location::Source {
+                    path: &f.file,
+                    line: f.line,
+                    column: f.column,
+                    end_line: Some(f.end_line),
+                    snippet: Some(&f.excerpt),
                 },
-            }],
-            "partialFingerprints": { "moatSecret/v1": f.fingerprint },
-        });
+            }
+            .sarif_result(),
+        );
+        v["ruleIndex"] = rule_index(f.rule).into();
+        v["partialFingerprints"] = json!({ "moatSecret/v1": f.fingerprint });
         if let Some(s) = suppression {
             v["suppressions"] = json!([s]);
         }
@@ -201,19 +200,14 @@ pub fn sarif(report: &ScanReport) -> Value {
         };
         results.push(result(&s.finding, Some(suppression)));
     }
-    json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {
-                "driver": {
-                    "name": "moat",
-                    "version": env!("CARGO_PKG_VERSION"),
-                    "rules": descriptors,
-                },
-            },
+    sarif_log(
+        fields(json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "rules": descriptors,
+        })),
+        fields(json!({
             "columnKind": "unicodeCodePoints",
             "results": results,
-        }],
-    })
+        })),
+    )
 }

@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use moat_pipelines::{Date, IgnoreRule, Severity};
+use moat_report::{Location, fields, sarif_log};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -267,14 +268,6 @@ pub fn json_report(meta: Option<&ImageMeta>, digest: &str, verdict: &Verdict) ->
     })
 }
 
-fn sarif_level(s: Option<Severity>) -> &'static str {
-    match s {
-        Some(Severity::Critical | Severity::High) => "error",
-        Some(Severity::Medium) => "warning",
-        _ => "note",
-    }
-}
-
 /// SARIF 2.1.0, one result per finding, located at the file that declared the package.
 pub fn sarif(verdict: &Verdict) -> Value {
     let mut rules: Vec<Value> = Vec::new();
@@ -289,30 +282,36 @@ pub fn sarif(verdict: &Verdict) -> Value {
                 "properties": { "aliases": f.aliases, "security-severity": f.cvss_score.map(|s| format!("{s:.1}")) },
             }));
         }
-        let mut result = json!({
-            "ruleId": f.id,
-            "level": sarif_level(f.severity),
-            "message": { "text": format!(
-                "{} {} {} is affected by {}{}",
-                f.ecosystem.osv_name(), f.package, f.installed_version, f.id,
-                f.fixed_version.as_deref().map(|v| format!("; fixed in {v}")).unwrap_or_default()
-            ) },
-            "locations": [{ "physicalLocation": { "artifactLocation": { "uri": f.location } } }],
-            "partialFingerprints": { "moat/v1": format!("{}/{}/{}", f.id, f.package, f.installed_version) },
-        });
+        let mut result = Value::Object(
+            moat_report::Finding {
+                rule_id: &f.id,
+                severity: f.severity,
+                message: format!(
+                    "{} {} {} is affected by {}{}",
+                    f.ecosystem.osv_name(),
+                    f.package,
+                    f.installed_version,
+                    f.id,
+                    f.fixed_version
+                        .as_deref()
+                        .map(|v| format!("; fixed in {v}"))
+                        .unwrap_or_default()
+                ),
+                location: Location::Artifact { uri: &f.location },
+            }
+            .sarif_result(),
+        );
+        result["partialFingerprints"] =
+            json!({ "moat/v1": format!("{}/{}/{}", f.id, f.package, f.installed_version) });
         if j.verdict == "ignored" {
             result["suppressions"] = json!([{ "kind": "external", "justification": j.note }]);
         }
         results.push(result);
     }
-    json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": { "driver": { "name": "moat", "informationUri": "https://moat.invalid", "rules": rules } },
-            "results": results,
-        }],
-    })
+    sarif_log(
+        fields(json!({ "informationUri": "https://moat.invalid", "rules": rules })),
+        fields(json!({ "results": results })),
+    )
 }
 
 #[cfg(test)]

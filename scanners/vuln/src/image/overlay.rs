@@ -23,10 +23,10 @@ use std::sync::{Condvar, Mutex};
 use bollard::models::ImageInspect;
 use sha2::{Digest, Sha256};
 
-use super::{
-    FileWindow, Gathered, ImageError, ImageTree, Kind, LayerDelta, MAX_JSON, Node, Step, assemble,
-    classify, inventory, sniff,
-};
+use super::layer::{FileWindow, Kind, LayerDelta, Step, classify, sniff};
+use super::save::{Gathered, assemble};
+use super::{ImageError, ImageTree, MAX_JSON, Node};
+use crate::inventory;
 
 /// Where an image lives in the engine's storage.
 #[derive(Debug)]

@@ -3,7 +3,8 @@
 //! Owns the package-database and lock-file parsers (one submodule per ecosystem), the choice
 //! of which image paths are worth keeping ([`wanted`]), the OS release, and the two entry
 //! points: [`inventory`] over an image's [`FileTree`] and [`scan_dependencies`] over a source
-//! directory. A file that does not parse becomes a warning, never a failed scan.
+//! directory. A file that does not parse becomes a warning, never a failed scan. `tree` owns
+//! the file tree an image is read into (the image reader fills it, the analyzers read it).
 
 mod apk;
 mod cargo;
@@ -12,6 +13,7 @@ mod golang;
 mod npm;
 mod osrelease;
 mod python;
+mod tree;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -33,8 +35,10 @@ pub use python::{
     parse_requirements,
 };
 
-use super::image::{FileTree, ImageTree, Node};
 use super::{Ecosystem, Package};
+
+pub use tree::{FileTree, ImageMeta, ImageTree, LayerMeta, Node, TreeEntry};
+pub(crate) use tree::{join_link, normalize};
 
 /// A file that is not what its name promises.
 #[derive(Debug, Error)]
