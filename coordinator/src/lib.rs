@@ -1,10 +1,9 @@
-//! The coordinator (webhooks, REST API, runner protocol, scheduler, store) and the `moat`
-//! command line.
+//! The coordinator: webhooks, REST API, runner protocol, scheduler, store, secrets, policy.
+//! It decides, records and hands out work; it never talks to Docker or Kubernetes (runners do).
+//! The `moat` binary that serves it lives in the `moat` package (`cli/`).
 
 pub mod app;
-pub mod cli;
 pub mod crypto;
-pub mod demo;
 pub mod forge;
 pub mod git;
 pub mod http;

@@ -12,10 +12,10 @@ use moat_runner::agent::{self, Agent, AgentConfig};
 use moat_runner::{Engine, EngineConfig};
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{App, Config};
-use crate::server::{self, Tls};
-use crate::store;
-use crate::tokens;
+use moat_coordinator::app::{App, Config};
+use moat_coordinator::server::{self, Tls};
+use moat_coordinator::store;
+use moat_coordinator::tokens;
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -210,8 +210,8 @@ async fn start_coordinator(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Arc<App>> {
     let policy = match policy {
-        Some(p) => crate::policy::AdminPolicy::load(p)?,
-        None => crate::policy::AdminPolicy::default(),
+        Some(p) => moat_coordinator::policy::AdminPolicy::load(p)?,
+        None => moat_coordinator::policy::AdminPolicy::default(),
     };
     let store = match store::connect(database_url).await {
         Ok(s) => s,
@@ -238,7 +238,7 @@ async fn start_coordinator(
     config.policy = policy;
     config.heartbeat = (lease / 6).max(Duration::from_millis(200));
     config.installation = store.installation_id().await?;
-    let keys = crate::app::Keys::load_or_create(data_dir)?;
+    let keys = moat_coordinator::app::Keys::load_or_create(data_dir)?;
     let app = App::new(store, config, keys);
     app.start(shutdown.clone()).await?;
     Ok(app)

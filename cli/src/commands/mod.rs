@@ -1,4 +1,4 @@
-//! The subcommands of `moat` that work without a server.
+//! The subcommands of `moat`: argument types (clap) and the glue that calls the libraries.
 
 pub mod admin;
 pub mod image;

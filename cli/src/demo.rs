@@ -13,10 +13,10 @@ use futures_util::StreamExt;
 use moat_pipelines::EventKind;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
-use crate::forge::Trigger;
-use crate::store::{Forge, NewRepository, Run, StoreError};
-use crate::tokens;
+use moat_coordinator::app::App;
+use moat_coordinator::forge::Trigger;
+use moat_coordinator::store::{Forge, NewRepository, Run, StoreError};
+use moat_coordinator::tokens;
 
 const PIPELINE: &str = include_str!("../../examples/hello/.moat.yml");
 const TEST_SH: &str = include_str!("../../examples/hello/test.sh");

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::server;
+use moat_coordinator::server;
 
 #[derive(Debug, Args, Clone)]
 pub struct ClientOpts {
@@ -148,7 +148,7 @@ fn s(v: &Value) -> String {
 pub fn clean(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() || crate::forge::is_bidi_control(c) {
+        if c.is_control() || moat_coordinator::forge::is_bidi_control(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -682,7 +682,7 @@ pub fn seal(opts: ClientOpts, repo: String, recipient: Option<String>) -> u8 {
                 moat_secrets::mask::MIN_SECRET_LEN
             );
         }
-        let sealed = crate::crypto::seal(&recipient, &repo, value)?;
+        let sealed = moat_coordinator::crypto::seal(&recipient, &repo, value)?;
         if opts.json {
             print_json(&json!({ "repo": repo, "sealed": sealed }));
         } else {

@@ -1,10 +1,18 @@
-//! The `moat` binary: parses arguments, sets up tracing, and hands over to the library.
+//! The `moat` binary, and the only one: parses arguments, sets up tracing, and hands over to
+//! the libraries (`moat-pipelines`, `moat-runner`, `moat-coordinator`, the scanners). Glue only:
+//! no decision is made here that a library could test.
+//!
+//! - `commands/`: one module per subcommand family (run, validate, scan, db, up/server/runner,
+//!   the API verbs).
+//! - `demo`: `moat up --demo`, the example repository run at start.
+
+mod commands;
+mod demo;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use moat_coordinator::cli;
 
 #[derive(Parser)]
 #[command(
@@ -20,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the pipeline of a local repository in the terminal, without a server.
-    Run(cli::run::RunArgs),
+    Run(commands::run::RunArgs),
     /// Check a pipeline file; errors are printed as file:line:col: message.
     Validate {
         /// The pipeline file (default: .moat.yml in the current directory).
@@ -44,29 +52,29 @@ enum Command {
         command: DbCommand,
     },
     /// All in one: coordinator, embedded runner and SQLite in a data directory.
-    Up(cli::serve::UpArgs),
+    Up(commands::serve::UpArgs),
     /// The coordinator alone (SQLite or Postgres).
-    Server(cli::serve::ServerArgs),
+    Server(commands::serve::ServerArgs),
     /// A runner: pulls jobs from a coordinator and runs them in Docker.
-    Runner(cli::serve::RunnerArgs),
+    Runner(commands::serve::RunnerArgs),
     /// Manage repositories.
     Repo {
         #[command(flatten)]
-        client: cli::admin::ClientOpts,
+        client: commands::admin::ClientOpts,
         #[command(subcommand)]
-        command: cli::admin::RepoCommand,
+        command: commands::admin::RepoCommand,
     },
     /// List runs, or show one run with its stages.
     Runs {
         #[command(flatten)]
-        client: cli::admin::ClientOpts,
+        client: commands::admin::ClientOpts,
         #[command(flatten)]
-        args: cli::admin::RunsArgs,
+        args: commands::admin::RunsArgs,
     },
     /// Print a run's logs.
     Logs {
         #[command(flatten)]
-        client: cli::admin::ClientOpts,
+        client: commands::admin::ClientOpts,
         run: i64,
         /// Keep printing until the run ends.
         #[arg(long, short = 'f')]
@@ -75,19 +83,19 @@ enum Command {
     /// Cancel a run.
     Cancel {
         #[command(flatten)]
-        client: cli::admin::ClientOpts,
+        client: commands::admin::ClientOpts,
         run: i64,
     },
     /// Run a run's pipeline again at the same commit.
     Rerun {
         #[command(flatten)]
-        client: cli::admin::ClientOpts,
+        client: commands::admin::ClientOpts,
         run: i64,
     },
     /// Approve a run's stages that require an approval (`approval: required`).
     Approve {
         #[command(flatten)]
-        client: cli::admin::ClientOpts,
+        client: commands::admin::ClientOpts,
         run: i64,
         /// Only this stage.
         #[arg(long)]
@@ -96,7 +104,7 @@ enum Command {
     /// Start a run of a repository's branch by hand.
     Trigger {
         #[command(flatten)]
-        client: cli::admin::ClientOpts,
+        client: commands::admin::ClientOpts,
         repo: String,
         #[arg(long)]
         branch: String,
@@ -106,15 +114,15 @@ enum Command {
     /// Manage a repository's secrets (encrypted at rest; values never shown).
     Secret {
         #[command(flatten)]
-        client: cli::admin::ClientOpts,
+        client: commands::admin::ClientOpts,
         #[command(subcommand)]
-        command: cli::admin::SecretCommand,
+        command: commands::admin::SecretCommand,
     },
     /// Encrypt a value (read from stdin) for a repository's `.moat.yml`; only the coordinator
     /// can open it, and only for that repository.
     Seal {
         #[command(flatten)]
-        client: cli::admin::ClientOpts,
+        client: commands::admin::ClientOpts,
         #[arg(long)]
         repo: String,
         /// The coordinator's public key (`age1…`); fetched from the coordinator when omitted.
@@ -124,7 +132,7 @@ enum Command {
     /// List webhook deliveries with their outcome (pending, processed, ignored, failed).
     Deliveries {
         #[command(flatten)]
-        client: cli::admin::ClientOpts,
+        client: commands::admin::ClientOpts,
         /// Only this repository's (name or id).
         #[arg(long)]
         repo: Option<String>,
@@ -134,12 +142,12 @@ enum Command {
     /// List registered runners.
     Runners {
         #[command(flatten)]
-        client: cli::admin::ClientOpts,
+        client: commands::admin::ClientOpts,
     },
     /// Create a one-time runner registration token.
     RunnerToken {
         #[command(flatten)]
-        client: cli::admin::ClientOpts,
+        client: commands::admin::ClientOpts,
         #[arg(long)]
         description: Option<String>,
         /// How long it can be used to register (like 30m, 1h, 24h; at most 720h).
@@ -149,9 +157,9 @@ enum Command {
     /// List, create and revoke tokens (admin, registration, runner).
     Token {
         #[command(flatten)]
-        client: cli::admin::ClientOpts,
+        client: commands::admin::ClientOpts,
         #[command(subcommand)]
-        command: cli::admin::TokenCommand,
+        command: commands::admin::TokenCommand,
     },
 }
 
@@ -169,12 +177,12 @@ enum DbCommand {
 #[derive(Subcommand)]
 enum ScanCommand {
     /// Look for credentials in a directory tree (exit 1 when any is found).
-    Secrets(cli::scan::ScanSecretsArgs),
+    Secrets(commands::scan::ScanSecretsArgs),
     /// Judge Kubernetes manifests against the Pod Security Standards and hygiene checks
     /// (exit 1 on findings).
-    Manifests(cli::manifests::ScanManifestsArgs),
+    Manifests(commands::manifests::ScanManifestsArgs),
     /// Match an image's packages against the vulnerability database (exit 1 on findings).
-    Image(cli::image::ScanImageArgs),
+    Image(commands::image::ScanImageArgs),
 }
 
 fn main() -> ExitCode {
@@ -187,60 +195,60 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let code = match cli.command {
-        Command::Validate { file } => cli::validate::execute(file),
-        Command::Run(args) => cli::run::execute(args),
+        Command::Validate { file } => commands::validate::execute(file),
+        Command::Run(args) => commands::run::execute(args),
         Command::Scan {
             command: ScanCommand::Secrets(args),
-        } => cli::scan::execute_secrets(args),
+        } => commands::scan::execute_secrets(args),
         Command::Scan {
             command: ScanCommand::Manifests(args),
-        } => cli::manifests::execute_manifests(args),
+        } => commands::manifests::execute_manifests(args),
         Command::Scan {
             command: ScanCommand::Image(args),
-        } => cli::image::execute_image(args),
+        } => commands::image::execute_image(args),
         Command::VersionCompare { ecosystem, a, b } => {
-            cli::vuln::version_compare(&ecosystem, &a, &b)
+            commands::vuln::version_compare(&ecosystem, &a, &b)
         }
         Command::Db {
             command: DbCommand::Update { db, ecosystems },
-        } => cli::vuln::db_update(&db, &ecosystems),
-        Command::Up(args) => cli::serve::up(args),
-        Command::Server(args) => cli::serve::server(args),
-        Command::Runner(args) => cli::serve::runner(args),
-        Command::Repo { client, command } => cli::admin::repo(client, command),
-        Command::Runs { client, args } => cli::admin::runs(client, args),
+        } => commands::vuln::db_update(&db, &ecosystems),
+        Command::Up(args) => commands::serve::up(args),
+        Command::Server(args) => commands::serve::server(args),
+        Command::Runner(args) => commands::serve::runner(args),
+        Command::Repo { client, command } => commands::admin::repo(client, command),
+        Command::Runs { client, args } => commands::admin::runs(client, args),
         Command::Logs {
             client,
             run,
             follow,
-        } => cli::admin::logs(client, run, follow),
-        Command::Cancel { client, run } => cli::admin::cancel(client, run),
-        Command::Rerun { client, run } => cli::admin::rerun(client, run),
-        Command::Approve { client, run, stage } => cli::admin::approve(client, run, stage),
+        } => commands::admin::logs(client, run, follow),
+        Command::Cancel { client, run } => commands::admin::cancel(client, run),
+        Command::Rerun { client, run } => commands::admin::rerun(client, run),
+        Command::Approve { client, run, stage } => commands::admin::approve(client, run, stage),
         Command::Trigger {
             client,
             repo,
             branch,
             commit,
-        } => cli::admin::trigger(client, repo, branch, commit),
-        Command::Runners { client } => cli::admin::runners(client),
+        } => commands::admin::trigger(client, repo, branch, commit),
+        Command::Runners { client } => commands::admin::runners(client),
         Command::Deliveries {
             client,
             repo,
             limit,
-        } => cli::admin::deliveries(client, repo, limit),
-        Command::Secret { client, command } => cli::admin::secret(client, command),
+        } => commands::admin::deliveries(client, repo, limit),
+        Command::Secret { client, command } => commands::admin::secret(client, command),
         Command::Seal {
             client,
             repo,
             recipient,
-        } => cli::admin::seal(client, repo, recipient),
+        } => commands::admin::seal(client, repo, recipient),
         Command::RunnerToken {
             client,
             description,
             expires,
-        } => cli::admin::runner_token(client, description, expires),
-        Command::Token { client, command } => cli::admin::token(client, command),
+        } => commands::admin::runner_token(client, description, expires),
+        Command::Token { client, command } => commands::admin::token(client, command),
     };
     ExitCode::from(code)
 }
