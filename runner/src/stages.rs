@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use bollard::query_parameters::{BuildImageOptionsBuilder, PushImageOptionsBuilder};
 use futures_util::StreamExt;
-use moat_pipelines::{PlannedStage, Severity};
+use moat_pipelines::PlannedStage;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -336,16 +336,6 @@ impl Drop for Scratch {
     }
 }
 
-fn manifest_severity(s: moat_secrets::Severity) -> Severity {
-    use moat_secrets::Severity as S;
-    match s {
-        S::Critical => Severity::Critical,
-        S::High => Severity::High,
-        S::Medium => Severity::Medium,
-        S::Low => Severity::Low,
-    }
-}
-
 /// `kind: scan`: the named image (exactly the one built in this run when it was), the
 /// workspace's dependencies, its Kubernetes manifests — each judged by `fail_on`, ignores and
 /// `only_fixed`.
@@ -475,7 +465,7 @@ pub(crate) async fn scan(
                     let failing = report
                         .findings
                         .iter()
-                        .filter(|f| manifest_severity(f.severity) >= spec.fail_on)
+                        .filter(|f| f.severity >= spec.fail_on)
                         .count();
                     if failing > 0 {
                         failures.push(format!(

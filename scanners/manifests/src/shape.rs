@@ -36,14 +36,9 @@ impl Shape {
     }
 }
 
-/// The object fields read for every workload (`metadata` holds the ignore annotation).
-const OBJECT: &[(&[&str], Shape)] = &[
-    (&["metadata"], Shape::Map),
-    (&["metadata", "annotations"], Shape::Map),
-];
-
-/// The pod-template fields (Deployment and the like), relative to the template.
-const TEMPLATE: &[(&[&str], Shape)] = &[
+/// The metadata fields read on every workload object and on a pod template (Deployment and
+/// the like, relative to the template): `metadata` holds the ignore annotation.
+const METADATA: &[(&[&str], Shape)] = &[
     (&["metadata"], Shape::Map),
     (&["metadata", "annotations"], Shape::Map),
 ];
@@ -155,12 +150,12 @@ impl Problems {
 
     /// Checks the object-level fields every workload kind has.
     pub(crate) fn object(&mut self, object: &Node) {
-        self.fields(object, "", OBJECT);
+        self.fields(object, "", METADATA);
     }
 
     /// Checks a pod template's own fields (its metadata).
     pub(crate) fn template(&mut self, template: &Node, prefix: &str) {
-        self.fields(template, prefix, TEMPLATE);
+        self.fields(template, prefix, METADATA);
     }
 
     /// Walks the mapping keys to the pod spec of a workload, reporting the first step that is
