@@ -7,6 +7,7 @@ pub mod model;
 pub mod pattern;
 pub mod plan;
 pub mod reference;
+pub mod schedule;
 pub mod units;
 pub mod yaml;
 

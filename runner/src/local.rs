@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use moat_pipelines::schedule::{self, Conclusion, Decision, StageView, State};
 use moat_pipelines::{Plan, PlannedStage};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -79,18 +80,13 @@ pub async fn execute(
     let run_id = run_id.as_str();
     let secrets = Arc::new(secrets);
     let started = Instant::now();
-    let n = plan.stages.len();
-    let mut results: Vec<Option<StageResult>> = vec![None; n];
-    for s in &plan.stages {
-        if let Some(reason) = &s.skip {
-            let r = StageResult::skipped(reason.clone());
-            observer.stage_finished(s, &r);
-            results[s.index] = Some(r);
-        }
+    let mut schedule = Schedule::new(plan);
+    for s in plan.stages.iter().filter(|s| s.skip.is_some()) {
+        observer.stage_finished(s, schedule.result(s.index).expect("decided"));
     }
     if plan.stages.iter().all(|s| s.skip.is_some()) {
         // Nothing runs: no Docker resources are needed at all.
-        return Ok(finish(run_id, plan, results, started, &cancel, &*observer));
+        return Ok(schedule.report(run_id, false, started.elapsed(), &*observer));
     }
 
     let prepared = tokio::select! {
@@ -107,84 +103,36 @@ pub async fn execute(
 
     let parallel = parallel.max(1);
     let mut running: JoinSet<(usize, StageResult)> = JoinSet::new();
-    let mut started_flags = vec![false; n];
     loop {
-        // Decide every stage whose needs are all decided.
-        let mut progressed = true;
-        while progressed {
-            progressed = false;
-            for s in &plan.stages {
-                if results[s.index].is_some() || started_flags[s.index] {
-                    continue;
+        let free = parallel.saturating_sub(running.len());
+        for step in schedule.step(cancel.is_cancelled(), free) {
+            match step {
+                Step::Decided(i) => {
+                    let r = schedule.result(i).expect("decided");
+                    observer.stage_finished(&plan.stages[i], r);
                 }
-                let needs: Vec<&StageResult> = s
-                    .needs
-                    .iter()
-                    .filter_map(|&i| results[i].as_ref())
-                    .collect();
-                if needs.len() < s.needs.len() {
-                    continue;
+                Step::Start(i) => {
+                    let (engine, handle, observer, cancel, secrets) = (
+                        engine.clone(),
+                        handle.clone(),
+                        observer.clone(),
+                        cancel.clone(),
+                        secrets.clone(),
+                    );
+                    let stage = plan.stages[i].clone();
+                    let upstream = schedule.upstream_outputs(i);
+                    running.spawn(async move {
+                        let input = stage_input(&stage, &secrets, upstream);
+                        let r = engine
+                            .run_stage(&handle, &stage, &input, &*observer, &cancel)
+                            .await;
+                        (stage.index, r)
+                    });
                 }
-                // A need excluded by `when:` counts as satisfied; a failed, cancelled or skipped
-                // (because of a failure) need blocks.
-                let blocking = s.needs.iter().find(|&&i| {
-                    let r = results[i].as_ref().expect("decided");
-                    match r.status {
-                        StageStatus::Passed => false,
-                        StageStatus::Skipped => plan.stages[i].skip.is_none(),
-                        _ => true,
-                    }
-                });
-                if let Some(&i) = blocking {
-                    let cancelled = cancel.is_cancelled()
-                        || results[i].as_ref().map(|r| r.status) == Some(StageStatus::Cancelled);
-                    if cancelled {
-                        let r = not_started();
-                        observer.stage_finished(s, &r);
-                        results[s.index] = Some(r);
-                        progressed = true;
-                        continue;
-                    }
-                    let r = StageResult::skipped(format!(
-                        "needs {}, which {}",
-                        plan.stages[i].name,
-                        match results[i].as_ref().map(|r| r.status) {
-                            Some(StageStatus::Skipped) => "was skipped",
-                            _ => "failed",
-                        }
-                    ));
-                    observer.stage_finished(s, &r);
-                    results[s.index] = Some(r);
-                    progressed = true;
-                    continue;
-                }
-                if cancel.is_cancelled() {
-                    continue;
-                }
-                if running.len() >= parallel {
-                    continue;
-                }
-                started_flags[s.index] = true;
-                let (engine, handle, observer, cancel, secrets) = (
-                    engine.clone(),
-                    handle.clone(),
-                    observer.clone(),
-                    cancel.clone(),
-                    secrets.clone(),
-                );
-                let stage = s.clone();
-                let upstream = upstream_outputs(plan, &results, s.index);
-                running.spawn(async move {
-                    let input = stage_input(&stage, &secrets, upstream);
-                    let r = engine
-                        .run_stage(&handle, &stage, &input, &*observer, &cancel)
-                        .await;
-                    (stage.index, r)
-                });
             }
         }
         match running.join_next().await {
-            Some(Ok((i, r))) => results[i] = Some(r),
+            Some(Ok((i, r))) => schedule.finished(i, r),
             Some(Err(e)) => {
                 // A panicking stage task must not take the run (and its cleanup) down with it.
                 tracing::error!(error = %e, "stage task failed");
@@ -197,7 +145,7 @@ pub async fn execute(
     if let Err(e) = engine.finish_run(run_id).await {
         tracing::warn!(run.id = %run_id, error = %e, "cleanup failed");
     }
-    Ok(finish(run_id, plan, results, started, &cancel, &*observer))
+    Ok(schedule.report(run_id, cancel.is_cancelled(), started.elapsed(), &*observer))
 }
 
 /// What a stage of a local run gets: the secrets its `secrets:` lists, and every other value
@@ -223,6 +171,174 @@ fn stage_input(
     }
 }
 
+/// What a local run decides, without Docker: which stages start, which are skipped and why
+/// (by [`moat_pipelines::schedule`], the rule the coordinator uses too), which never start
+/// because the run was cancelled, and how the run ends. [`execute`] drives it with real stages.
+pub struct Schedule<'p> {
+    plan: &'p Plan,
+    results: Vec<Option<StageResult>>,
+    started: Vec<bool>,
+}
+
+/// What [`Schedule::step`] decided about one stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Start the stage now.
+    Start(usize),
+    /// The stage has its result without running (see [`Schedule::result`]).
+    Decided(usize),
+}
+
+impl<'p> Schedule<'p> {
+    /// Stages excluded by `when:` are decided from the start.
+    pub fn new(plan: &'p Plan) -> Self {
+        let results = plan
+            .stages
+            .iter()
+            .map(|s| s.skip.clone().map(StageResult::skipped))
+            .collect();
+        Schedule {
+            plan,
+            results,
+            started: vec![false; plan.stages.len()],
+        }
+    }
+
+    pub fn result(&self, index: usize) -> Option<&StageResult> {
+        self.results.get(index)?.as_ref()
+    }
+
+    fn state(&self, index: usize) -> State {
+        match &self.results[index] {
+            None if self.started[index] => State::Running,
+            None => State::Pending,
+            Some(r) => match r.status {
+                StageStatus::Passed => State::Passed,
+                StageStatus::Failed => State::Failed,
+                StageStatus::Cancelled => State::Cancelled,
+                StageStatus::Skipped if self.plan.stages[index].skip.is_some() => State::Excluded,
+                StageStatus::Skipped => State::Skipped,
+            },
+        }
+    }
+
+    fn views(&self) -> Vec<StageView<'p>> {
+        self.plan
+            .stages
+            .iter()
+            .map(|s| StageView {
+                name: &s.name,
+                needs: &s.needs,
+                state: self.state(s.index),
+                // `moat run` is its own approver: the user started it.
+                awaits_approval: false,
+            })
+            .collect()
+    }
+
+    /// Decides what can be decided now and starts at most `free` stages. Once `cancelled`,
+    /// nothing starts and every stage not started ends as cancelled.
+    pub fn step(&mut self, cancelled: bool, free: usize) -> Vec<Step> {
+        let mut steps = Vec::new();
+        if cancelled {
+            for i in 0..self.results.len() {
+                if self.results[i].is_none() && !self.started[i] {
+                    self.results[i] = Some(not_started());
+                    steps.push(Step::Decided(i));
+                }
+            }
+            return steps;
+        }
+        // A plan's needs point at its own stages (the planner checks), so this cannot fail;
+        // if it did, starting nothing more ends the run as failed rather than hanging.
+        let decisions = match schedule::settle(&self.views()) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "plan has an impossible need");
+                return self.step(true, 0);
+            }
+        };
+        let mut free = free;
+        for (i, decision) in decisions {
+            match decision {
+                Decision::Skip(blocked) => {
+                    self.results[i] = Some(StageResult::skipped(blocked.to_string()));
+                    steps.push(Step::Decided(i));
+                }
+                Decision::Run | Decision::AwaitApproval if free > 0 => {
+                    free -= 1;
+                    self.started[i] = true;
+                    steps.push(Step::Start(i));
+                }
+                // Over the parallel limit: asked again when a slot frees up.
+                Decision::Run | Decision::AwaitApproval => {}
+            }
+        }
+        steps
+    }
+
+    /// Records how a started stage ended.
+    pub fn finished(&mut self, index: usize, result: StageResult) {
+        self.results[index] = Some(result);
+    }
+
+    /// The outputs of everything stage `index` needs, transitively, nearest first.
+    pub fn upstream_outputs(&self, index: usize) -> Vec<(String, serde_json::Value)> {
+        let plan = self.plan;
+        let mut out = Vec::new();
+        let mut seen = vec![false; plan.stages.len()];
+        let mut queue: std::collections::VecDeque<usize> =
+            plan.stages[index].needs.iter().copied().collect();
+        while let Some(i) = queue.pop_front() {
+            if std::mem::replace(&mut seen[i], true) {
+                continue;
+            }
+            if let Some(r) = &self.results[i]
+                && !r.outputs.is_null()
+            {
+                out.push((plan.stages[i].name.clone(), r.outputs.clone()));
+            }
+            queue.extend(plan.stages[i].needs.iter().copied());
+        }
+        out
+    }
+
+    /// The run's report: a stage never decided (the run ended early) counts as not started.
+    pub fn report(
+        self,
+        run_id: &str,
+        cancelled: bool,
+        duration: Duration,
+        observer: &dyn Observer,
+    ) -> RunReport {
+        let mut this = self;
+        for (i, s) in this.plan.stages.iter().enumerate() {
+            if this.results[i].is_none() {
+                let r = not_started();
+                observer.stage_finished(s, &r);
+                this.results[i] = Some(r);
+            }
+        }
+        let status = match schedule::conclude(&this.views(), cancelled) {
+            Some(Conclusion::Passed) => RunStatus::Passed,
+            Some(Conclusion::Cancelled) => RunStatus::Cancelled,
+            Some(Conclusion::Failed { .. }) | None => RunStatus::Failed,
+        };
+        RunReport {
+            run_id: run_id.to_string(),
+            status,
+            stages: this
+                .plan
+                .stages
+                .iter()
+                .zip(this.results)
+                .map(|(s, r)| (s.name.clone(), r.expect("decided above")))
+                .collect(),
+            duration,
+        }
+    }
+}
+
 fn not_started() -> StageResult {
     StageResult {
         status: StageStatus::Cancelled,
@@ -230,67 +346,5 @@ fn not_started() -> StageResult {
         reason: Some("cancelled before it started".to_string()),
         duration: Duration::ZERO,
         outputs: serde_json::Value::Null,
-    }
-}
-
-/// The outputs of everything stage `index` needs, transitively, nearest first.
-fn upstream_outputs(
-    plan: &Plan,
-    results: &[Option<StageResult>],
-    index: usize,
-) -> Vec<(String, serde_json::Value)> {
-    let mut out = Vec::new();
-    let mut seen = vec![false; plan.stages.len()];
-    let mut queue: std::collections::VecDeque<usize> =
-        plan.stages[index].needs.iter().copied().collect();
-    while let Some(i) = queue.pop_front() {
-        if std::mem::replace(&mut seen[i], true) {
-            continue;
-        }
-        if let Some(r) = &results[i]
-            && !r.outputs.is_null()
-        {
-            out.push((plan.stages[i].name.clone(), r.outputs.clone()));
-        }
-        queue.extend(plan.stages[i].needs.iter().copied());
-    }
-    out
-}
-
-fn finish(
-    run_id: &str,
-    plan: &Plan,
-    results: Vec<Option<StageResult>>,
-    started: Instant,
-    cancel: &CancellationToken,
-    observer: &dyn Observer,
-) -> RunReport {
-    let stages: Vec<(String, StageResult)> = plan
-        .stages
-        .iter()
-        .zip(results)
-        .map(|(s, r)| {
-            let r = r.unwrap_or_else(|| {
-                let r = not_started();
-                observer.stage_finished(s, &r);
-                r
-            });
-            (s.name.clone(), r)
-        })
-        .collect();
-    let status = if cancel.is_cancelled() {
-        RunStatus::Cancelled
-    } else if stages.iter().zip(&plan.stages).all(|((_, r), s)| {
-        r.status == StageStatus::Passed || (r.status == StageStatus::Skipped && s.skip.is_some())
-    }) {
-        RunStatus::Passed
-    } else {
-        RunStatus::Failed
-    };
-    RunReport {
-        run_id: run_id.to_string(),
-        status,
-        stages,
-        duration: started.elapsed(),
     }
 }

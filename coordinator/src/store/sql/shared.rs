@@ -17,6 +17,8 @@
 
 use std::collections::HashMap;
 
+use moat_pipelines::schedule::{self, Conclusion, Decision, StageView, State};
+
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Row};
 
@@ -367,16 +369,35 @@ struct JobState {
     id: i64,
     name: String,
     status: JobStatus,
-    needs: Vec<i64>,
+    /// Positions in the run's job list (not stage indices).
+    needs: Vec<usize>,
     when_skipped: bool,
     /// Needs an approval that has not been given yet.
     awaits_approval: bool,
 }
 
-/// Brings a run up to date after any of its jobs changed: pending jobs whose needs are all
-/// decided become ready (every need passed or was excluded by `when:`) or skipped (naming the
-/// first need that did not pass), repeatedly, since a skip decides further dependants; and
-/// when every job is decided, the run gets its final status.
+impl JobState {
+    fn view(&self) -> StageView<'_> {
+        StageView {
+            name: &self.name,
+            needs: &self.needs,
+            state: match self.status {
+                JobStatus::Pending => State::Pending,
+                JobStatus::Ready | JobStatus::Running => State::Running,
+                JobStatus::Passed => State::Passed,
+                JobStatus::Failed => State::Failed,
+                JobStatus::Cancelled => State::Cancelled,
+                JobStatus::Skipped if self.when_skipped => State::Excluded,
+                JobStatus::Skipped => State::Skipped,
+            },
+            awaits_approval: self.awaits_approval,
+        }
+    }
+}
+
+/// Brings a run up to date after any of its jobs changed: asks the scheduling rule
+/// ([`moat_pipelines::schedule`]) what becomes of its pending jobs and stores the answers;
+/// when every job is decided, the run gets its final status from the same rule.
 async fn settle_run(c: &mut Conn, run_id: i64, now: Millis) -> Result<()> {
     // The run's flags ride along on every job row, saving a query per completion.
     let rows = sqlx::query(
@@ -388,106 +409,82 @@ async fn settle_run(c: &mut Conn, run_id: i64, now: Millis) -> Result<()> {
     .bind(run_id)
     .fetch_all(&mut *c)
     .await?;
-    let mut jobs = Vec::with_capacity(rows.len());
     let mut by_stage = HashMap::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        by_stage.insert(row.try_get::<i64, _>("stage_index")?, i);
+    }
+    let mut jobs = Vec::with_capacity(rows.len());
     for row in &rows {
         let status: String = row.try_get("status")?;
         let needs: String = row.try_get("needs")?;
-        by_stage.insert(row.try_get::<i64, _>("stage_index")?, jobs.len());
+        let needs: Vec<i64> = serde_json::from_str(&needs).map_err(|e| corrupt("job needs", e))?;
+        let needs = needs
+            .iter()
+            // create_run refuses unknown needs, so a miss means the rows were tampered with.
+            .map(|n| {
+                by_stage
+                    .get(n)
+                    .copied()
+                    .ok_or_else(|| corrupt("job needs an unknown stage", n))
+            })
+            .collect::<Result<Vec<usize>>>()?;
         jobs.push(JobState {
             id: row.try_get("id")?,
             name: row.try_get("name")?,
             status: JobStatus::parse(&status).ok_or_else(|| corrupt("job status", &status))?,
-            needs: serde_json::from_str(&needs).map_err(|e| corrupt("job needs", e))?,
+            needs,
             when_skipped: row.try_get("when_skipped")?,
             awaits_approval: row.try_get::<bool, _>("approval_required")?
                 && row.try_get::<Option<String>, _>("approved_by")?.is_none(),
         });
     }
 
-    let mut ready = Vec::new();
-    let mut skipped: Vec<(i64, String)> = Vec::new();
-    let mut waiting = Vec::new();
-    loop {
-        let mut changed = false;
-        for i in 0..jobs.len() {
-            if jobs[i].status != JobStatus::Pending {
-                continue;
+    // Skip reasons are rendered here: a decision borrows the names in `jobs`, which the loop
+    // below updates.
+    let decisions: Vec<(usize, Option<String>, bool)> = {
+        let views: Vec<StageView<'_>> = jobs.iter().map(JobState::view).collect();
+        schedule::settle(&views)
+            .map_err(|e| corrupt("job needs", e))?
+            .into_iter()
+            .map(|(i, d)| match d {
+                Decision::Run => (i, None, false),
+                Decision::AwaitApproval => (i, None, true),
+                Decision::Skip(b) => (i, Some(b.to_string()), false),
+            })
+            .collect()
+    };
+    for (i, skip, awaits) in decisions {
+        let id = jobs[i].id;
+        match skip {
+            None if awaits => {
+                // Noted once; an approver's later reason is not overwritten.
+                sqlx::query("UPDATE jobs SET reason = $2 WHERE id = $1 AND reason IS NULL")
+                    .bind(id)
+                    .bind(schedule::AWAITING_APPROVAL)
+                    .execute(&mut *c)
+                    .await?;
             }
-            let mut undecided = false;
-            let mut blocker: Option<String> = None;
-            for need in &jobs[i].needs {
-                // create_run refuses unknown needs, so a miss means the rows were tampered with.
-                let &j = by_stage
-                    .get(need)
-                    .ok_or_else(|| corrupt("job needs an unknown stage", need))?;
-                let dep = &jobs[j];
-                let why = match dep.status {
-                    JobStatus::Passed => continue,
-                    JobStatus::Skipped if dep.when_skipped => continue,
-                    JobStatus::Failed => "which failed",
-                    JobStatus::Cancelled => "which was cancelled",
-                    JobStatus::Skipped => "which was skipped",
-                    JobStatus::Pending | JobStatus::Ready | JobStatus::Running => {
-                        undecided = true;
-                        break;
-                    }
-                };
-                if blocker.is_none() {
-                    blocker = Some(format!("needs {}, {why}", dep.name));
-                }
+            None => {
+                jobs[i].status = JobStatus::Ready;
+                sqlx::query("UPDATE jobs SET status = 'ready', ready_at = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(now)
+                    .execute(&mut *c)
+                    .await?;
             }
-            if undecided {
-                continue;
-            }
-            if blocker.is_none() && jobs[i].awaits_approval {
-                // Every need passed; the job waits for `moat approve` (once noted).
-                if !waiting.contains(&jobs[i].id) {
-                    waiting.push(jobs[i].id);
-                }
-                continue;
-            }
-            changed = true;
-            match blocker {
-                None => {
-                    jobs[i].status = JobStatus::Ready;
-                    ready.push(jobs[i].id);
-                }
-                Some(reason) => {
-                    jobs[i].status = JobStatus::Skipped;
-                    skipped.push((jobs[i].id, reason));
-                }
+            Some(reason) => {
+                jobs[i].status = JobStatus::Skipped;
+                sqlx::query(
+                    "UPDATE jobs SET status = 'skipped', reason = $2, finished_at = $3 \
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(reason)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
             }
         }
-        if !changed {
-            break;
-        }
-    }
-
-    for id in &waiting {
-        sqlx::query(
-            "UPDATE jobs SET reason = 'waiting for approval' WHERE id = $1 AND reason IS NULL",
-        )
-        .bind(id)
-        .execute(&mut *c)
-        .await?;
-    }
-    for id in &ready {
-        sqlx::query("UPDATE jobs SET status = 'ready', ready_at = $2 WHERE id = $1")
-            .bind(id)
-            .bind(now)
-            .execute(&mut *c)
-            .await?;
-    }
-    for (id, reason) in &skipped {
-        sqlx::query(
-            "UPDATE jobs SET status = 'skipped', reason = $2, finished_at = $3 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(reason)
-        .bind(now)
-        .execute(&mut *c)
-        .await?;
     }
 
     if !jobs.iter().all(|j| j.status.is_finished()) {
@@ -521,31 +518,17 @@ async fn finish_run(
     jobs: &[JobState],
     now: Millis,
 ) -> Result<()> {
-    let (status, reason) = if cancelled {
-        // Keep the reason given when the cancel was asked for.
-        (RunStatus::Cancelled, None)
-    } else if let Some(job) = jobs.iter().find(|j| j.status == JobStatus::Failed) {
-        (
-            RunStatus::Failed,
-            Some(format!("stage {} failed", job.name)),
-        )
-    } else if let Some(job) = jobs.iter().find(|j| j.status == JobStatus::Cancelled) {
-        (
-            RunStatus::Failed,
-            Some(format!("stage {} was cancelled", job.name)),
-        )
-    } else if let Some(job) = jobs
-        .iter()
-        .find(|j| j.status == JobStatus::Skipped && !j.when_skipped)
-    {
-        // Unreachable in practice (a skip has a failed or cancelled root), but never "passed".
-        (
-            RunStatus::Failed,
-            Some(format!("stage {} was skipped", job.name)),
-        )
-    } else {
-        (RunStatus::Passed, None)
+    let views: Vec<StageView<'_>> = jobs.iter().map(JobState::view).collect();
+    let Some(conclusion) = schedule::conclude(&views, cancelled) else {
+        return Ok(());
     };
+    let status = match conclusion {
+        Conclusion::Passed => RunStatus::Passed,
+        Conclusion::Failed { .. } => RunStatus::Failed,
+        Conclusion::Cancelled => RunStatus::Cancelled,
+    };
+    // A cancelled run keeps the reason given when the cancel was asked for.
+    let reason = conclusion.reason();
     sqlx::query(
         "UPDATE runs SET status = $2, reason = COALESCE($3, reason), finished_at = $4 \
          WHERE id = $1 AND status IN ('queued', 'running')",
