@@ -667,14 +667,7 @@ impl App {
         };
         if let Some(plan) = planned {
             for s in &plan.stages {
-                new.jobs.push(NewJob {
-                    stage_index: s.index as i64,
-                    name: s.name.clone(),
-                    needs: s.needs.iter().map(|&i| i as i64).collect(),
-                    spec: serde_json::to_string(s)?,
-                    skip: s.skip.clone(),
-                    approval_required: s.approval == moat_pipelines::Approval::Required,
-                });
+                new.jobs.push(NewJob::planned(s)?);
             }
         }
         let run = self.store.create_run(new, now_ms()).await?;

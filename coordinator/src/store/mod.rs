@@ -263,6 +263,20 @@ pub struct NewJob {
     pub approval_required: bool,
 }
 
+impl NewJob {
+    /// The job that runs a planned stage.
+    pub fn planned(stage: &moat_pipelines::PlannedStage) -> serde_json::Result<NewJob> {
+        Ok(NewJob {
+            stage_index: stage.index as i64,
+            name: stage.name.clone(),
+            needs: stage.needs.iter().map(|&i| i as i64).collect(),
+            spec: serde_json::to_string(stage)?,
+            skip: stage.skip.clone(),
+            approval_required: stage.approval == moat_pipelines::Approval::Required,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
     pub id: i64,
