@@ -664,10 +664,14 @@ async fn snapshot(
             Ok(c) => c,
             Err(e) => {
                 let _ = tokio::fs::remove_file(&tmp).await;
+                tracing::debug!(job.id = job_id, error = %e, "snapshot upload cut short");
                 return Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "payload_too_large",
-                    format!("snapshot refused: {e}"),
+                    format!(
+                        "snapshot refused: the upload broke off or exceeds the limit of {} bytes",
+                        state.config.max_snapshot
+                    ),
                 ));
             }
         };
