@@ -3,6 +3,7 @@
 //! The `moat` binary that serves it lives in the `moat` package (`cli/`).
 
 pub mod app;
+pub mod claims;
 pub mod crypto;
 pub mod forge;
 pub mod git;
