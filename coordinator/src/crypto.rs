@@ -68,7 +68,7 @@ impl KeyRing {
     pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
         if !path.exists() {
             let key: [u8; 32] = rand::rng().random();
-            crate::server::write_secret_file(path, &hex::encode(key))?;
+            crate::files::write_secret_file(path, &hex::encode(key))?;
         }
         check_private(path)?;
         let text = std::fs::read_to_string(path)
@@ -161,7 +161,7 @@ impl SealKey {
     pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
         if !path.exists() {
             let identity = age::x25519::Identity::generate();
-            crate::server::write_secret_file(path, identity.to_string().expose_secret())?;
+            crate::files::write_secret_file(path, identity.to_string().expose_secret())?;
         }
         check_private(path)?;
         let text = std::fs::read_to_string(path)
@@ -249,7 +249,7 @@ mod tests {
         // A rotated key in front: new values use it, old ones still open.
         let old = std::fs::read_to_string(dir.join("secrets.key")).unwrap();
         let new: [u8; 32] = rand::rng().random();
-        crate::server::write_secret_file(
+        crate::files::write_secret_file(
             &dir.join("secrets.key"),
             &format!("{}\n{}", hex::encode(new), old.trim()),
         )

@@ -15,6 +15,8 @@ pub enum GitError {
     Failed { op: String, detail: String },
     #[error("commit {0} is not in the repository")]
     MissingCommit(String),
+    #[error("no branch {0:?} in the repository")]
+    MissingBranch(String),
     #[error("cannot run git: {0}")]
     Spawn(#[from] std::io::Error),
     #[error("cannot create the mirror directory {}: {source}", path.display())]
@@ -176,10 +178,7 @@ impl Mirrors {
         let refname = format!("refs/heads/{branch}^{{commit}}");
         let out = git(&dir, &["rev-parse", "--verify", "--quiet", &refname])
             .await
-            .map_err(|_| GitError::Failed {
-                op: "rev-parse".into(),
-                detail: format!("no branch {branch:?}"),
-            })?;
+            .map_err(|_| GitError::MissingBranch(branch.to_string()))?;
         Ok(String::from_utf8_lossy(&out).trim().to_string())
     }
 

@@ -3,7 +3,9 @@
 //! The `moat` binary that serves it lives in the `moat` package (`cli/`).
 
 pub mod app;
+pub mod claims;
 pub mod crypto;
+pub mod files;
 pub mod forge;
 pub mod git;
 pub mod http;

@@ -289,3 +289,80 @@ async fn admin_cli_verbs() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("401"), "{}", describe(&out));
 }
+
+/// A manual run that cannot start is refused in the coordinator's own words: whatever git
+/// printed, and the paths of the mirror and of the clone URL, stay in the coordinator's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn manual_run_errors_carry_no_git_output() {
+    let dir = TempDir::new("e2e-manual-errors");
+    let db = Db::fresh(dir.path()).await;
+    let coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
+    let api = coordinator.api();
+    let origin = Origin::new("mx", &[(".moat.yml", &two_stage_pipeline("x", "mx"))]);
+    api.add_repo("mx", &origin.url()).await;
+    let lost = dir.path().join("nowhere").join("lost.git");
+    api.add_repo("lost", &lost.display().to_string()).await;
+
+    let internals = [
+        "fatal".to_string(),
+        "git".to_string(),
+        dir.path().display().to_string(),
+        origin.bare.display().to_string(),
+        lost.display().to_string(),
+    ];
+    let refused = |what: &str, status: u16, v: &Value| {
+        assert_eq!(status, 400, "{what}: {v}");
+        assert_eq!(v["error"]["code"], "bad_request", "{what}: {v}");
+        let message = v["error"]["message"].as_str().unwrap().to_lowercase();
+        for needle in &internals {
+            let needle = needle.to_lowercase();
+            assert!(!message.contains(&needle), "{what}: {needle:?} in {v}");
+        }
+        message
+    };
+
+    // A clone URL that leads nowhere: the branch cannot be resolved…
+    let (status, v) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/repos/lost/runs",
+            Some(json!({ "branch": "main" })),
+        )
+        .await;
+    let message = refused("unreachable, branch", status, &v);
+    assert!(message.contains("main"), "{v}");
+    // …nor the commit fetched.
+    let (status, v) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/repos/lost/runs",
+            Some(json!({ "branch": "main", "commit": "a".repeat(40) })),
+        )
+        .await;
+    refused("unreachable, commit", status, &v);
+    // A branch the repository does not have is a clear error of the caller's.
+    let (status, v) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/repos/mx/runs",
+            Some(json!({ "branch": "nope" })),
+        )
+        .await;
+    let message = refused("missing branch", status, &v);
+    assert!(message.contains("nope"), "{v}");
+    // So is a commit it does not have.
+    let (status, v) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/repos/mx/runs",
+            Some(json!({ "branch": "main", "commit": "b".repeat(40) })),
+        )
+        .await;
+    let message = refused("missing commit", status, &v);
+    assert!(message.contains(&"b".repeat(40)), "{v}");
+    // What went wrong is in the coordinator's log.
+    assert!(
+        coordinator.log().contains(&lost.display().to_string()),
+        "the log names the unreachable clone URL"
+    );
+}

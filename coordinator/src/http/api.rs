@@ -19,6 +19,7 @@ use serde_json::json;
 use super::{Admin, ApiError, ApiResult};
 use crate::app::{AppState, Topic};
 use crate::forge::Trigger;
+use crate::git::GitError;
 use crate::store::{
     AuditEvent, Forge, Job, LogLine, NewRepository, Repository, Run, RunFilter, RunStatus, Runner,
     StoreError, now_ms,
@@ -361,11 +362,7 @@ async fn manual_run(
         Some(c) => {
             crate::forge::full_commit(&c).map_err(|e| ApiError::bad_request(e.to_string()))?
         }
-        None => state
-            .mirrors
-            .resolve_branch(repo.id, &repo.clone_url, &req.branch)
-            .await
-            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        None => resolve_branch(&state, &repo, &req.branch).await?,
     };
     let trigger = Trigger {
         kind: EventKind::Manual,
@@ -381,7 +378,7 @@ async fn manual_run(
     let run = state
         .start_run(&repo, &trigger, "manual")
         .await
-        .map_err(|e| ApiError::bad_request(format!("{e:#}")))?
+        .map_err(|e| not_started(&repo, e))?
         .ok_or_else(|| ApiError::bad_request("the pipeline starts nothing for this event"))?;
     state
         .store
@@ -394,6 +391,47 @@ async fn manual_run(
         )
         .await?;
     Ok((StatusCode::CREATED, Json(run_view(&state, run).await?)))
+}
+
+/// The commit `branch` of `repo` points to. A branch the repository does not have is the
+/// caller's error and says so; any other failure is logged, and answered without git's words
+/// (they name the mirror's path and the clone URL).
+async fn resolve_branch(state: &AppState, repo: &Repository, branch: &str) -> ApiResult<String> {
+    state
+        .mirrors
+        .resolve_branch(repo.id, &repo.clone_url, branch)
+        .await
+        .map_err(|e| match e {
+            GitError::MissingBranch(_) => {
+                ApiError::bad_request(format!("no branch {branch:?} in {}", repo.name))
+            }
+            other => {
+                tracing::warn!(repo.name = %repo.name, branch, error = %other, "could not resolve a branch");
+                ApiError::bad_request(format!(
+                    "could not resolve branch {branch:?} of {}; see the coordinator's log",
+                    repo.name
+                ))
+            }
+        })
+}
+
+/// What the caller learns when [`crate::app::App::start_run`] fails: a commit the repository
+/// does not have is theirs to fix; a store failure is the store's answer; anything else (a
+/// fetch that failed) is logged, and answered without git's words, paths or URLs.
+fn not_started(repo: &Repository, e: anyhow::Error) -> ApiError {
+    let e = match e.downcast::<GitError>() {
+        Ok(GitError::MissingCommit(commit)) => {
+            return ApiError::bad_request(format!("commit {commit} is not in {}", repo.name));
+        }
+        Ok(other) => anyhow::Error::from(other),
+        Err(e) => e,
+    };
+    let e = match e.downcast::<StoreError>() {
+        Ok(store) => return store.into(),
+        Err(e) => e,
+    };
+    tracing::warn!(repo.name = %repo.name, error = %format_args!("{e:#}"), "could not start a run");
+    ApiError::bad_request("could not start the run; see the coordinator's log")
 }
 
 #[derive(Serialize)]
@@ -633,7 +671,7 @@ async fn rerun(
     let run = state
         .start_run(&repo, &trigger, "rerun")
         .await
-        .map_err(|e| ApiError::bad_request(format!("{e:#}")))?
+        .map_err(|e| not_started(&repo, e))?
         .ok_or_else(|| ApiError::bad_request("the pipeline starts nothing for this event"))?;
     state
         .store

@@ -1,6 +1,8 @@
 //! The runner protocol (see `docs/runner-protocol.md`): registration with a one-time token,
 //! long-polled claims, heartbeats that carry cancellation, log batches, results, and the
-//! workspace archives that let any runner continue a run.
+//! workspace archives that let any runner continue a run. What a claim decides (a refused
+//! deploy, the secrets granted and masked) is `claims.rs`'s; this module reads what those
+//! decisions need, opens the secrets and records the outcome.
 
 use std::time::Duration;
 
@@ -12,14 +14,15 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use futures_util::StreamExt;
-use moat_pipelines::{PlannedStage, SecretDecl, SecretSource, StageKind};
+use moat_pipelines::{EventKind, PlannedStage, SecretDecl, SecretSource, StageKind};
 use moat_protocol::*;
 use tokio::io::AsyncWriteExt;
 
 use super::{ApiError, ApiResult, RunnerAuth};
 use crate::app::{AppState, Topic};
+use crate::claims::{self, ClaimedJob, RunFacts, RunJob};
 use crate::store::{
-    Claimed, Job, JobCompletion, JobOutcome, JobStatus, NewLogLine, Registration, now_ms,
+    Claimed, Job, JobCompletion, JobOutcome, JobStatus, NewLogLine, Registration, Run, now_ms,
 };
 use crate::tokens;
 
@@ -99,121 +102,48 @@ async fn register(
     }))
 }
 
-/// Whether the run's ref is one the administrator protects.
-fn protected_ref(state: &AppState, run: &crate::store::Run) -> bool {
-    let git_ref = match run.event.as_str() {
-        "tag" => run.tag.as_deref(),
-        "push" | "manual" => run.branch.as_deref(),
-        _ => None,
-    };
-    git_ref.is_some_and(|r| state.config.policy.is_protected(r))
+/// The run as the claim decisions see it ([`claims::RunFacts`]).
+fn run_facts(run: &Run) -> ApiResult<RunFacts<'_>> {
+    let event = EventKind::parse(&run.event)
+        .ok_or_else(|| ApiError::internal(format!("run {} has event {:?}", run.id, run.event)))?;
+    Ok(RunFacts {
+        event,
+        trusted: run.trusted,
+        branch: run.branch.as_deref(),
+        tag: run.tag.as_deref(),
+    })
 }
 
-/// The deploy preconditions, decided here by the coordinator and never by the pipeline file:
-/// a trusted event on a protected ref (never a pull request), and a passed scan stage among
-/// everything the deploy needs (when the policy requires it). `Some(reason)` refuses the job.
+/// Why the claimed job is refused, if it is a deploy the gate refuses
+/// ([`claims::deploy_refusal`]).
 fn deploy_refusal(
     state: &AppState,
-    run: &crate::store::Run,
-    jobs: &[crate::store::Job],
-    job: &crate::store::Job,
+    c: &Claimed,
     stage: &PlannedStage,
-) -> Option<String> {
+    jobs: &[Job],
+) -> ApiResult<Option<String>> {
     if stage.kind != StageKind::Deploy {
-        return None;
+        return Ok(None);
     }
-    if run.event == "pull_request" {
-        return Some("refused: deploys never run for pull_request events".to_string());
-    }
-    if !run.trusted {
-        return Some("refused: the event is not trusted".to_string());
-    }
-    if !protected_ref(state, run) {
-        let r = run.tag.as_deref().or(run.branch.as_deref()).unwrap_or("?");
-        return Some(format!(
-            "refused: {r} is not a protected ref (the administrator's policy lists them)"
-        ));
-    }
-    if state.config.policy.scan_before_deploy {
-        // Everything the deploy needs, transitively.
-        let mut todo = job.needs.clone();
-        let mut seen = std::collections::HashSet::new();
-        let mut scans = Vec::new();
-        while let Some(i) = todo.pop() {
-            if !seen.insert(i) {
-                continue;
-            }
-            if let Some(need) = jobs.iter().find(|j| j.stage_index == i) {
-                let kind = serde_json::from_str::<PlannedStage>(&need.spec)
-                    .map(|s| s.kind)
-                    .ok();
-                if kind == Some(StageKind::Scan) {
-                    scans.push(need);
-                }
-                todo.extend(need.needs.iter().copied());
-            }
-        }
-        if scans.is_empty() {
-            return Some(
-                "refused: no scan stage before this deploy (policy: scan_before_deploy)"
-                    .to_string(),
-            );
-        }
-        if let Some(failed) = scans.iter().find(|s| s.status != JobStatus::Passed) {
-            return Some(format!("refused: scan stage {} did not pass", failed.name));
-        }
-    }
-    if stage.approval == moat_pipelines::Approval::Required && job.approved_by.is_none() {
-        return Some("refused: this deploy requires an approval (moat approve RUN)".to_string());
-    }
-    None
-}
-
-/// Why `decl` is withheld from a stage of kind `kind`, or `None` when it is granted: a fork's
-/// pull request gets no secret; a deploy-only one reaches only deploy stages on protected refs.
-fn withheld(
-    decl: &SecretDecl,
-    kind: StageKind,
-    trusted: bool,
-    protected: bool,
-) -> Option<&'static str> {
-    if !trusted {
-        return Some("the run is not trusted (a fork's pull request)");
-    }
-    if decl.deploy_only && !(kind == StageKind::Deploy && protected) {
-        return Some("deploy-only: not a deploy stage on a protected ref");
-    }
-    None
-}
-
-/// The secrets to mask in `stage`'s output besides its own grants: every secret granted to
-/// any other stage of the run (`run` holds all of its stages; those `when:` excludes never run
-/// and are left out), once each. A value one stage writes to the workspace can be printed by
-/// any stage after it.
-fn run_mask<'a>(
-    stage: &PlannedStage,
-    run: &'a [PlannedStage],
-    trusted: bool,
-    protected: bool,
-) -> Vec<&'a SecretDecl> {
-    let own = |name: &str| {
-        stage
-            .secret_decls
-            .iter()
-            .any(|d| d.name == name && withheld(d, stage.kind, trusted, protected).is_none())
+    let run = run_facts(&c.run)?;
+    let run_jobs: Vec<RunJob> = jobs
+        .iter()
+        .map(|j| RunJob {
+            stage_index: j.stage_index,
+            name: &j.name,
+            needs: &j.needs,
+            kind: serde_json::from_str::<PlannedStage>(&j.spec)
+                .map(|s| s.kind)
+                .ok(),
+            passed: j.status == JobStatus::Passed,
+        })
+        .collect();
+    let job = ClaimedJob {
+        stage,
+        needs: &c.job.needs,
+        approved: c.job.approved_by.is_some(),
     };
-    let mut out: Vec<&SecretDecl> = Vec::new();
-    for other in run.iter().filter(|s| s.skip.is_none()) {
-        for decl in &other.secret_decls {
-            if withheld(decl, other.kind, trusted, protected).is_none()
-                && !own(&decl.name)
-                && !out.iter().any(|d| d.name == decl.name)
-            {
-                out.push(decl);
-            }
-        }
-    }
-    out
+    Ok(claims::deploy_refusal(&state.config.policy, &run, &job, &run_jobs).map(|r| r.to_string()))
 }
 
 /// Opens one secret's value.
@@ -229,7 +159,7 @@ async fn open_secret(state: &AppState, c: &Claimed, decl: &SecretDecl) -> Result
 }
 
 /// The secrets a stage may have, opened, and the values of the run's other granted secrets
-/// to mask in its output (see [`withheld`] and [`run_mask`]). Every grant is recorded in the
+/// to mask in its output (decided by [`claims::grants`]). Every grant is recorded in the
 /// audit trail (names only).
 async fn grant_secrets(
     state: &AppState,
@@ -237,15 +167,16 @@ async fn grant_secrets(
     stage: &PlannedStage,
     run_stages: &[PlannedStage],
 ) -> ApiResult<(SecretValues, SecretValues)> {
-    let protected = protected_ref(state, &c.run);
-    let mask_decls = run_mask(stage, run_stages, c.run.trusted, protected);
-    if stage.secret_decls.is_empty() && mask_decls.is_empty() {
+    let protected = claims::protected_ref(&state.config.policy, &run_facts(&c.run)?);
+    let grants = claims::grants(stage, run_stages, c.run.trusted, protected);
+    if grants.is_empty() {
         return Ok((SecretValues::default(), SecretValues::default()));
     }
     let mut granted = Vec::new();
     let mut withheld_list = Vec::new();
-    for decl in &stage.secret_decls {
-        if let Some(why) = withheld(decl, stage.kind, c.run.trusted, protected) {
+    for grant in &grants.own {
+        let decl = grant.decl;
+        if let Some(why) = grant.withheld {
             withheld_list.push((decl.name.clone(), why));
             continue;
         }
@@ -258,7 +189,7 @@ async fn grant_secrets(
         }
     }
     let mut mask = Vec::new();
-    for decl in mask_decls {
+    for decl in grants.mask {
         match open_secret(state, c, decl).await {
             Ok(v) => mask.push((decl.name.clone(), v)),
             // The stage it is granted to will say so; nothing to mask.
@@ -387,7 +318,7 @@ async fn claim(
             })?;
             let jobs = state.store.jobs_of_run(c.run.id).await?;
             {
-                if let Some(reason) = deploy_refusal(&state, &c.run, &jobs, &c.job, &stage) {
+                if let Some(reason) = deploy_refusal(&state, &c, &stage, &jobs)? {
                     tracing::warn!(job.id = c.job.id, run.id = c.run.id, %reason, "deploy refused");
                     state
                         .store
@@ -664,10 +595,14 @@ async fn snapshot(
             Ok(c) => c,
             Err(e) => {
                 let _ = tokio::fs::remove_file(&tmp).await;
+                tracing::debug!(job.id = job_id, error = %e, "snapshot upload cut short");
                 return Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "payload_too_large",
-                    format!("snapshot refused: {e}"),
+                    format!(
+                        "snapshot refused: the upload broke off or exceeds the limit of {} bytes",
+                        state.config.max_snapshot
+                    ),
                 ));
             }
         };
@@ -687,95 +622,4 @@ async fn snapshot(
     })?;
     tracing::debug!(job.id = job_id, size, "workspace snapshot stored");
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use moat_pipelines::{Event, EventKind};
-
-    const PIPELINE: &str = r#"version: 1
-secrets:
-  TOKEN: {}
-  NPM: {}
-  DEPLOY_KEY: { deploy_only: true }
-  UNUSED: {}
-stages:
-  - name: a
-    kind: test
-    image: x
-    secrets: [TOKEN]
-    commands: ["echo $TOKEN > t"]
-  - name: b
-    kind: test
-    image: x
-    needs: [a]
-    commands: ["cat t"]
-  - name: docs
-    kind: test
-    image: x
-    when: { branch: docs }
-    secrets: [NPM]
-    commands: [true]
-  - name: ship
-    kind: deploy
-    needs: [b]
-    secrets: [TOKEN, DEPLOY_KEY]
-    deploy: { target: docker, image: "app:1", port: 8080 }
-"#;
-
-    fn stages() -> Vec<PlannedStage> {
-        let pipeline = moat_pipelines::parse(PIPELINE).expect("valid pipeline");
-        let event = Event {
-            kind: EventKind::Push,
-            branch: Some("main".into()),
-            target_branch: None,
-            tag: None,
-            commit: "0".repeat(40),
-            repo: "o/r".into(),
-            run_id: "1".into(),
-        };
-        moat_pipelines::plan(&pipeline, &event).unwrap().stages
-    }
-
-    fn names(decls: Vec<&SecretDecl>) -> Vec<&str> {
-        decls.into_iter().map(|d| d.name.as_str()).collect()
-    }
-
-    #[test]
-    fn grants_follow_trust_kind_and_protection() {
-        let s = stages();
-        let token = &s[0].secret_decls[0];
-        let deploy_key = s[3]
-            .secret_decls
-            .iter()
-            .find(|d| d.name == "DEPLOY_KEY")
-            .unwrap();
-        assert_eq!(withheld(token, StageKind::Test, true, false), None);
-        assert!(withheld(token, StageKind::Test, false, true).is_some());
-        assert_eq!(withheld(deploy_key, StageKind::Deploy, true, true), None);
-        assert!(withheld(deploy_key, StageKind::Deploy, true, false).is_some());
-        assert!(withheld(deploy_key, StageKind::Test, true, true).is_some());
-    }
-
-    #[test]
-    fn every_stage_masks_what_the_run_s_other_stages_are_granted() {
-        let s = stages();
-        // b has no grant of its own, but a writes TOKEN where b can read it; the deploy's
-        // DEPLOY_KEY is granted on a protected ref. `docs` never runs (when:), `UNUSED` is
-        // granted to nobody.
-        assert_eq!(
-            names(run_mask(&s[1], &s, true, true)),
-            ["TOKEN", "DEPLOY_KEY"]
-        );
-        // On an unprotected ref the deploy key goes to nobody.
-        assert_eq!(names(run_mask(&s[1], &s, true, false)), ["TOKEN"]);
-        // A stage's own grants travel as its secrets, not again as values to mask.
-        assert_eq!(names(run_mask(&s[0], &s, true, true)), ["DEPLOY_KEY"]);
-        assert!(run_mask(&s[3], &s, true, true).is_empty());
-        // A fork's pull request gets no secret at all, so there is nothing to mask either.
-        for stage in &s {
-            assert!(run_mask(stage, &s, false, true).is_empty());
-        }
-    }
 }

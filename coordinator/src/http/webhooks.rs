@@ -89,7 +89,8 @@ async fn read_body(
             Some(Ok(chunk)) => chunk,
             Some(Err(e)) => {
                 *body = None;
-                return Err(ApiError::bad_request(format!("cannot read the body: {e}")));
+                tracing::debug!(error = %e, "webhook body read failed");
+                return Err(ApiError::bad_request("cannot read the body"));
             }
         };
         let needed = buf.len() + chunk.len();
