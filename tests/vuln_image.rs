@@ -3,6 +3,9 @@
 //! `pip install --target`, a whiteout layer, an opaque-directory layer, a mixed image (dpkg,
 //! npm, Cargo, Go executables), the CycloneDX SBOM checked against the official 1.5 schema, and
 //! `docker save` tarballs and the engine's layer directories read the same as the engine export.
+//!
+//! moat-vuln's tests, kept in package `moat` (which depends on moat-vuln with its `docker`
+//! feature) so that moat-vuln's own dev-dependencies stay free of bollard and tokio.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -185,7 +188,7 @@ fn mixed_image() -> &'static str {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, content).unwrap();
         };
-        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/packagedb/dpkg");
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/packagedb/dpkg");
         put("var/lib/dpkg/status", &std::fs::read(fixtures.join("valid")).unwrap());
         put("var/lib/dpkg/status.d/foo", &std::fs::read(fixtures.join("status.d/foo")).unwrap());
         put("var/lib/dpkg/status.d/foo.md5sums", b"d41d8cd98f00b204e9800998ecf8427e  usr/bin/foo\n");
