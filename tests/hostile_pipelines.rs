@@ -68,7 +68,7 @@ fn rss_kib(coordinator: &mut Coordinator) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expansion_bomb_in_a_fork_pull_request_fails_its_run() {
-    let dir = TempDir::new("hostile-bomb");
+    let dir = TempDir::new("hostile-bomb").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let mut coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
     let api = coordinator.api();
@@ -130,7 +130,7 @@ const MUTANTS: usize = 60;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_coordinator_survives_the_invalid_and_mutated_corpus() {
-    let dir = TempDir::new("hostile-corpus");
+    let dir = TempDir::new("hostile-corpus").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let mut coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
     let api = coordinator.api();

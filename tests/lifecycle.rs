@@ -210,7 +210,7 @@ impl Drop for Up {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_moat_up_left_a_zombie_and_its_stage_never_runs_twice() {
     let image = busybox_image();
-    let dir = TempDir::new("zombie-up");
+    let dir = TempDir::new("zombie-up").expect("temp dir");
     let data = dir.path().join("data");
     let stage_name = unique_stage("zombie");
     let origin = Origin::new(
@@ -273,7 +273,7 @@ async fn killed_moat_up_left_a_zombie_and_its_stage_never_runs_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hung_runner_s_attempt_is_removed_before_the_retry_starts() {
     let image = busybox_image();
-    let dir = TempDir::new("hung-runner");
+    let dir = TempDir::new("hung-runner").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let coordinator = Coordinator::start(&dir.path().join("server"), &db, 3);
     let api = coordinator.api();
@@ -443,7 +443,7 @@ impl Snapshot {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn damaged_databases_are_refused_and_left_as_they_are() {
-    let dir = TempDir::new("damaged-db");
+    let dir = TempDir::new("damaged-db").expect("temp dir");
 
     // One installation, written to, stopped, written to again and killed: its write-ahead log
     // holds the newest pages.
@@ -530,7 +530,7 @@ fn mode(p: &Path) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn data_directories_keep_their_mode_and_errors_name_paths() {
-    let dir = TempDir::new("data-dir");
+    let dir = TempDir::new("data-dir").expect("temp dir");
 
     // An existing directory keeps its mode; one Moat creates is private.
     let existing = dir.path().join("existing");
@@ -685,7 +685,7 @@ async fn register(base: &str, registration: &str) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tokens_are_listed_expire_and_are_revoked_at_once() {
-    let dir = TempDir::new("tokens");
+    let dir = TempDir::new("tokens").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let a = Coordinator::start(&dir.path().join("a"), &db, 10);
     let b = Coordinator::start_peer(&dir.path().join("b"), &db, 10, &a);

@@ -119,7 +119,7 @@ fn snapshot_files(data_dir: &Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_secret_left_in_the_workspace_is_masked_in_later_stages_and_snapshots_go_with_the_run() {
     let image = busybox_image();
-    let dir = TempDir::new("e2e-runwide-mask");
+    let dir = TempDir::new("e2e-runwide-mask").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let server_dir = dir.path().join("server");
     let coordinator = Coordinator::start(&server_dir, &db, 10);
@@ -190,7 +190,7 @@ async fn a_secret_left_in_the_workspace_is_masked_in_later_stages_and_snapshots_
 fn moat_run_masks_every_secret_of_the_run_in_every_stage() {
     let image = busybox_image();
     let repo = repo("runwide-mask", &[(".moat.yml", &pipeline(image))]);
-    let logs = TempDir::new("runwide-mask-logs");
+    let logs = TempDir::new("runwide-mask-logs").expect("temp dir");
     let child = moat()
         .arg("run")
         .arg(repo.path())
@@ -325,7 +325,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn snapshots_are_read_only_by_a_job_of_their_run_and_removed_when_it_ends() {
-    let dir = TempDir::new("e2e-snapshots");
+    let dir = TempDir::new("e2e-snapshots").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let server_dir = dir.path().join("server");
     let coordinator = Coordinator::start(&server_dir, &db, 30);

@@ -574,7 +574,7 @@ stages:
 "#
     );
     let repo = repo("mask", &[(".moat.yml", &pipeline)]);
-    let logs = TempDir::new("mask-logs");
+    let logs = TempDir::new("mask-logs").expect("temp dir");
     let child = moat()
         .arg("run")
         .arg(repo.path())

@@ -19,7 +19,7 @@ struct Registry {
 
 impl Registry {
     fn start() -> Registry {
-        let dir = TempDir::new("registry");
+        let dir = TempDir::new("registry").expect("temp dir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -85,7 +85,7 @@ impl Drop for Registry {
 
 /// The PyPA advisories of tests/fixtures as a vulnerability database.
 fn vuln_db() -> TempDir {
-    let db = TempDir::new("vulndb");
+    let db = TempDir::new("vulndb").expect("temp dir");
     let out = Command::new("cp")
         .arg("-r")
         .arg(tests_dir().join("fixtures/advisories/PyPI"))
@@ -227,7 +227,7 @@ fn a_missing_database_fails_the_scan_stage_clearly() {
         "version: 1\nstages:\n  - name: scan\n    kind: scan\n    scan: {{ image: \"{image}\", fail_on: high }}\n"
     );
     let repo = repo("nodb", &[(".moat.yml", &pipeline)]);
-    let missing = TempDir::new("nodb");
+    let missing = TempDir::new("nodb").expect("temp dir");
     let out = run_with_db(repo.path(), &missing.path().join("absent"));
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(

@@ -68,7 +68,7 @@ fn valid_files_are_ok() {
 
 #[test]
 fn unreadable_input_exits_two() {
-    let dir = TempDir::new("validate");
+    let dir = TempDir::new("validate").expect("temp dir");
     let out = moat()
         .arg("validate")
         .arg(dir.path().join("missing.yml"))
@@ -83,7 +83,7 @@ fn unreadable_input_exits_two() {
 
 #[test]
 fn default_file_is_dot_moat_yml() {
-    let dir = TempDir::new("validate-default");
+    let dir = TempDir::new("validate-default").expect("temp dir");
     std::fs::write(
         dir.path().join(".moat.yml"),
         "version: 1\nstages:\n  - name: t\n    kind: test\n    image: busybox\n",

@@ -34,7 +34,6 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -53,7 +52,7 @@ use moat_pipelines::{Event, EventKind};
 use moat_runner::agent::{Agent, AgentConfig, Client};
 use moat_runner::{Engine, EngineConfig, RunHandle, docker};
 use serde_json::{Value, json};
-use support::{arg, build_busybox_image, git, sh};
+use support::{arg, build_busybox_image, git};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -81,10 +80,10 @@ impl Origin {
         git(&work, &["init", "-q", "-b", "main"])?;
         git(&work, &["add", "-A"])?;
         git(&work, &["commit", "-q", "-m", "initial"])?;
-        sh(Command::new("git")
-            .args(["clone", "-q", "--bare"])
-            .arg(&work)
-            .arg(&bare))?;
+        git(
+            &work,
+            &["clone", "-q", "--bare", ".", &bare.display().to_string()],
+        )?;
         git(
             &work,
             &["remote", "add", "origin", &bare.display().to_string()],

@@ -64,24 +64,11 @@ async fn build_image() -> anyhow::Result<()> {
 }
 
 fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Moat Demo")
-        .env("GIT_AUTHOR_EMAIL", "demo@moat.invalid")
-        .env("GIT_COMMITTER_NAME", "Moat Demo")
-        .env("GIT_COMMITTER_EMAIL", "demo@moat.invalid")
-        .output()
-        .context("cannot run git")?;
-    if !out.status.success() {
-        bail!(
-            "git {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    const WHO: moat_runner::git::Identity = moat_runner::git::Identity {
+        name: "Moat Demo",
+        email: "demo@moat.invalid",
+    };
+    Ok(moat_runner::git::git_as(WHO, dir, args)?)
 }
 
 /// Prepares the example repository and starts a run of it.

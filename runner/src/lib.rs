@@ -6,6 +6,8 @@
 //! - [`local`]: a whole plan as a DAG on one engine (used by `moat run`).
 //! - [`logs`]: output chunks to capped lines; duration and size formatting.
 //! - [`stages`]: the stage kinds beyond `test` (build, scan), over the scanner crates.
+//! - [`git`]: the one `git` helper (workspace, demo, tests, benchmarks).
+//! - [`scratch`]: the one temporary-directory guard.
 //! - [`agent`]: the runner side of the coordinator protocol (its types: `moat-protocol`).
 //!
 //! The scanners themselves (`moat-secrets`, `moat-vuln`, `moat-manifests`) are pure crates;
@@ -15,8 +17,10 @@ pub mod agent;
 pub mod docker;
 pub mod engine;
 pub mod error;
+pub mod git;
 pub mod local;
 pub mod logs;
+pub mod scratch;
 pub mod stages;
 pub mod workspace;
 

@@ -3,7 +3,6 @@
 //! copied into the run's volume; the user's directory is never mounted.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::error::EngineError;
 
@@ -21,26 +20,11 @@ pub struct Checkout {
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>, EngineError> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .map_err(|e| EngineError::Workspace(format!("cannot run git: {e}")))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        return Err(EngineError::Workspace(format!(
-            "git {} failed in {}: {}",
-            args.first().copied().unwrap_or(""),
-            dir.display(),
-            stderr.trim()
-        )));
-    }
-    Ok(out.stdout)
+    crate::git::git(dir, args).map_err(|e| EngineError::Workspace(e.to_string()))
 }
 
 fn git_line(dir: &Path, args: &[&str]) -> Result<String, EngineError> {
-    Ok(String::from_utf8_lossy(&git(dir, args)?).trim().to_string())
+    crate::git::git_line(dir, args).map_err(|e| EngineError::Workspace(e.to_string()))
 }
 
 /// Reads the checkout's root, HEAD commit and branch. Fails clearly outside a git repository

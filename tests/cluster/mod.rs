@@ -551,13 +551,10 @@ impl Origin {
     pub fn new(tag: &str, files: &[(&str, &str)]) -> Origin {
         let work = repo(tag, files);
         let bare = work.path().join("origin.git");
-        let out = Command::new("git")
-            .args(["clone", "-q", "--bare"])
-            .arg(work.path())
-            .arg(&bare)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        git(
+            work.path(),
+            &["clone", "-q", "--bare", ".", &bare.display().to_string()],
+        );
         let commit = git(work.path(), &["rev-parse", "HEAD"]);
         Origin { work, bare, commit }
     }

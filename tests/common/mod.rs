@@ -33,33 +33,7 @@ pub fn describe(out: &Output) -> String {
     )
 }
 
-/// A temporary directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "moat-test-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use moat_runner::scratch::TempDir;
 
 fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("spawn");
@@ -67,23 +41,18 @@ fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// `git -C dir args…` as the tests' identity; panics with git's message on failure.
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = run_ok(
-        Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "Moat Test")
-            .env("GIT_AUTHOR_EMAIL", "test@moat.invalid")
-            .env("GIT_COMMITTER_NAME", "Moat Test")
-            .env("GIT_COMMITTER_EMAIL", "test@moat.invalid"),
-    );
-    text(&out.stdout).trim().to_string()
+    const WHO: moat_runner::git::Identity = moat_runner::git::Identity {
+        name: "Moat Test",
+        email: "test@moat.invalid",
+    };
+    moat_runner::git::git_as(WHO, dir, args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A git repository on branch `main` with the given files committed.
 pub fn repo(tag: &str, files: &[(&str, &str)]) -> TempDir {
-    let dir = TempDir::new(tag);
+    let dir = TempDir::new(tag).expect("temp dir");
     git(dir.path(), &["init", "-q", "-b", "main"]);
     for (name, content) in files {
         let p = dir.path().join(name);
@@ -103,7 +72,7 @@ pub fn busybox_image() -> &'static str {
     static IMAGE: OnceLock<()> = OnceLock::new();
     const TAG: &str = "moat-test/busybox:1";
     IMAGE.get_or_init(|| {
-        let ctx = TempDir::new("busybox-image");
+        let ctx = TempDir::new("busybox-image").expect("temp dir");
         let busybox = ["/bin/busybox", "/usr/bin/busybox"]
             .into_iter()
             .find(|p| Path::new(p).exists())

@@ -5,7 +5,7 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn api_requires_tokens_and_answers_json_errors() {
-    let dir = TempDir::new("e2e-api");
+    let dir = TempDir::new("e2e-api").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
     let api = coordinator.api();
@@ -125,7 +125,7 @@ async fn api_requires_tokens_and_answers_json_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_rerun_and_manual_runs() {
     let image = busybox_image();
-    let dir = TempDir::new("e2e-cancel");
+    let dir = TempDir::new("e2e-cancel").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
     let api = coordinator.api();
@@ -192,7 +192,7 @@ async fn cancel_rerun_and_manual_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn admin_cli_verbs() {
     let image = busybox_image();
-    let dir = TempDir::new("e2e-cli");
+    let dir = TempDir::new("e2e-cli").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
     let origin = Origin::new("cli", &[(".moat.yml", &two_stage_pipeline(image, "cli"))]);
@@ -294,7 +294,7 @@ async fn admin_cli_verbs() {
 /// printed, and the paths of the mirror and of the clone URL, stay in the coordinator's log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn manual_run_errors_carry_no_git_output() {
-    let dir = TempDir::new("e2e-manual-errors");
+    let dir = TempDir::new("e2e-manual-errors").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
     let api = coordinator.api();

@@ -5,7 +5,7 @@ use super::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deploys_requiring_approval_wait_for_moat_approve() {
     let image = busybox_image();
-    let dir = TempDir::new("e2e-approve");
+    let dir = TempDir::new("e2e-approve").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let coordinator = Coordinator::start_with_policy(
         &dir.path().join("server"),

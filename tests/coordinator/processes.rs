@@ -6,7 +6,7 @@ use super::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_runner_loses_its_lease_and_the_job_is_retried_on_the_other() {
     let image = busybox_image();
-    let dir = TempDir::new("e2e-runner-kill");
+    let dir = TempDir::new("e2e-runner-kill").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let coordinator = Coordinator::start(&dir.path().join("server"), &db, 3);
     let api = coordinator.api();
@@ -60,7 +60,7 @@ async fn killed_runner_loses_its_lease_and_the_job_is_retried_on_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_coordinator_restarts_and_the_run_completes() {
     let image = busybox_image();
-    let dir = TempDir::new("e2e-coord-kill");
+    let dir = TempDir::new("e2e-coord-kill").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let mut coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
     let api = coordinator.api();
@@ -98,7 +98,7 @@ async fn killed_coordinator_restarts_and_the_run_completes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn https_coordinator_with_a_runner_trusting_its_ca() {
     let image = busybox_image();
-    let dir = TempDir::new("e2e-tls");
+    let dir = TempDir::new("e2e-tls").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let tls = make_tls(&dir.path().join("tls"));
     let coordinator = Coordinator::start_tls(&dir.path().join("server"), &db, 10, &tls);
@@ -144,7 +144,7 @@ async fn https_coordinator_with_a_runner_trusting_its_ca() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_coordinators_share_one_database() {
     let image = busybox_image();
-    let dir = TempDir::new("e2e-peers");
+    let dir = TempDir::new("e2e-peers").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let a = Coordinator::start(&dir.path().join("a"), &db, 10);
     let b = Coordinator::start_peer(&dir.path().join("b"), &db, 10, &a);

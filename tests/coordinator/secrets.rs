@@ -25,7 +25,7 @@ fn leaked_aws_key() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn secret_gate_blocks_pushes_and_judges_only_what_a_pull_request_adds() {
     let image = busybox_image();
-    let dir = TempDir::new("e2e-gate");
+    let dir = TempDir::new("e2e-gate").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
     let api = coordinator.api();
@@ -151,7 +151,7 @@ async fn secret_gate_blocks_pushes_and_judges_only_what_a_pull_request_adds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sealed_secrets_forks_deploy_preconditions_and_the_policy_floor() {
     let image = busybox_image();
-    let dir = TempDir::new("e2e-secrets");
+    let dir = TempDir::new("e2e-secrets").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let server_dir = dir.path().join("server");
     let coordinator = Coordinator::start_with_policy(
@@ -351,7 +351,7 @@ fn set_secret(c: &Coordinator, repo: &str, name: &str, value: &str) -> std::proc
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stored_secrets_are_encrypted_granted_masked_and_audited() {
     let image = busybox_image();
-    let dir = TempDir::new("e2e-store-secrets");
+    let dir = TempDir::new("e2e-store-secrets").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let server_dir = dir.path().join("server");
     let coordinator = Coordinator::start(&server_dir, &db, 10);

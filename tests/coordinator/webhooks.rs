@@ -6,7 +6,7 @@ use super::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_repositories_two_runners_signed_pushes() {
     let image = busybox_image();
-    let dir = TempDir::new("e2e-three");
+    let dir = TempDir::new("e2e-three").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
     let api = coordinator.api();
@@ -118,7 +118,7 @@ async fn coordinator_backend(c: &Coordinator) -> &'static str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn webhook_status_codes() {
-    let dir = TempDir::new("e2e-hooks");
+    let dir = TempDir::new("e2e-hooks").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
     let api = coordinator.api();

@@ -8,7 +8,7 @@ use super::*;
 /// Before the fix, there was no such view (and the failure appeared nowhere).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_show_their_outcome() {
-    let dir = TempDir::new("edge-deliveries");
+    let dir = TempDir::new("edge-deliveries").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
     let api = coordinator.api();

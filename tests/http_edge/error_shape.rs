@@ -117,7 +117,7 @@ async fn expect_error(
 /// the 405 with an empty body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_answer_has_the_json_shape() {
-    let dir = TempDir::new("edge-errors");
+    let dir = TempDir::new("edge-errors").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
     let api = coordinator.api();

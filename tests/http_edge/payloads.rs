@@ -8,7 +8,7 @@ use super::*;
 /// Before the fix they were accepted (202) and the branch later printed raw.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_payloads_with_bad_fields_are_refused() {
-    let dir = TempDir::new("edge-fields");
+    let dir = TempDir::new("edge-fields").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
     let api = coordinator.api();

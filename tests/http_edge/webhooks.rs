@@ -134,7 +134,7 @@ const NO_BODY: Trickle = Trickle {
 /// waited for the body, for its 60 s request time limit).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_refusals_come_before_the_body() {
-    let dir = TempDir::new("edge-before-body");
+    let dir = TempDir::new("edge-before-body").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
     let api = coordinator.api();
@@ -236,7 +236,7 @@ async fn webhook_refusals_come_before_the_body() {
 /// to retry (503 with Retry-After), and a real delivery afterwards is accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_senders_hold_bounded_memory() {
-    let dir = TempDir::new("edge-slow");
+    let dir = TempDir::new("edge-slow").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
     let api = coordinator.api();
@@ -335,7 +335,7 @@ async fn slow_senders_hold_bounded_memory() {
 /// answered 429 with `Retry-After` before anything is looked up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_senders_are_rate_limited_per_source() {
-    let dir = TempDir::new("edge-rate");
+    let dir = TempDir::new("edge-rate").expect("temp dir");
     let db = Db::fresh(dir.path()).await;
     let coordinator = Coordinator::start(&dir.path().join("server"), &db, 10);
     let client = http();

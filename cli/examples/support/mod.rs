@@ -39,14 +39,11 @@ pub fn sh(cmd: &mut Command) -> anyhow::Result<String> {
 
 /// `git -C dir args…` with a fixed identity.
 pub fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
-    sh(Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "bench")
-        .env("GIT_AUTHOR_EMAIL", "bench@moat.invalid")
-        .env("GIT_COMMITTER_NAME", "bench")
-        .env("GIT_COMMITTER_EMAIL", "bench@moat.invalid"))
+    const WHO: moat_runner::git::Identity = moat_runner::git::Identity {
+        name: "bench",
+        email: "bench@moat.invalid",
+    };
+    Ok(moat_runner::git::git_as(WHO, dir, args)?)
 }
 
 /// The test image `tag`: `FROM scratch` plus the host's static busybox (as the e2e tests
