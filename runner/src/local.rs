@@ -10,8 +10,9 @@ use moat_pipelines::{Plan, PlannedStage};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{Engine, Observer, StageInput, StageResult, StageStatus};
+use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::outcome::{Observer, StageInput, StageResult, StageStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunStatus {

@@ -5,7 +5,7 @@
 //! scans exactly the image a build produced and the coordinator can tie a deploy to a digest.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use bollard::query_parameters::{BuildImageOptionsBuilder, PushImageOptionsBuilder};
 use futures_util::StreamExt;
@@ -13,10 +13,12 @@ use moat_pipelines::PlannedStage;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use super::{Engine, RunHandle};
 use crate::docker::{ensure_image, server_message};
-use crate::engine::{Engine, Observer, Outcome, RunHandle, StageInput, StageStatus};
 use crate::error::EngineError;
 use crate::logs::{LineSplitter, StreamKind};
+use crate::outcome::{Observer, Outcome, StageInput, StageStatus};
+use crate::scratch::TempDir;
 use moat_secrets::mask::Masker;
 use moat_vuln::scan::{self as vscan, ScanPolicy};
 
@@ -327,15 +329,6 @@ fn print(stage: &PlannedStage, observer: &dyn Observer, text: &str) {
     }
 }
 
-/// A directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// `kind: scan`: the named image (exactly the one built in this run when it was), the
 /// workspace's dependencies, its Kubernetes manifests — each judged by `fail_on`, ignores and
 /// `only_fixed`.
@@ -406,11 +399,9 @@ pub(crate) async fn scan(
 
     if spec.dependencies || spec.manifests.is_some() {
         let workspace = engine.export_workspace(run).await?;
-        let dir = std::env::temp_dir().join(format!("moat-scan-{}", crate::local::new_run_id()));
-        std::fs::create_dir_all(&dir)
+        let scratch = TempDir::new("scan")
             .map_err(|e| EngineError::Workspace(format!("scan scratch directory: {e}")))?;
-        let scratch = Scratch(dir);
-        let root = scratch.0.clone();
+        let root = scratch.path().to_path_buf();
         tokio::task::spawn_blocking(move || tar::Archive::new(&workspace[..]).unpack(&root))
             .await
             .map_err(|e| EngineError::Workspace(e.to_string()))?
@@ -424,7 +415,7 @@ pub(crate) async fn scan(
                 StreamKind::System,
                 "scanning the workspace's dependencies",
             );
-            let (root, db) = (scratch.0.clone(), db.clone());
+            let (root, db) = (scratch.path().to_path_buf(), db.clone());
             let found = tokio::task::spawn_blocking(move || vscan::scan_source(&root, &db))
                 .await
                 .map_err(|e| EngineError::Workspace(e.to_string()))?;
@@ -453,7 +444,7 @@ pub(crate) async fn scan(
                 StreamKind::System,
                 &format!("checking Kubernetes manifests in {dir}"),
             );
-            let path: PathBuf = Path::new(&scratch.0).join(dir);
+            let path: PathBuf = scratch.path().join(dir);
             let report = tokio::task::spawn_blocking(move || {
                 moat_manifests::scan_path(&path, &moat_manifests::ScanOptions::default())
             })
