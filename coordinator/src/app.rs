@@ -608,7 +608,16 @@ impl App {
                 return Ok(Some(self.store.create_run(new, now_ms()).await?));
             }
             Err(e) => {
-                new.failed = Some(e.to_string());
+                // The run's reason is read through the API: git's own words stay in the log.
+                new.failed = Some(if e.is_public() {
+                    format!("cannot read .moat.yml: {e}")
+                } else {
+                    tracing::warn!(repo.name = %repo.name, commit = %t.commit, error = %e, "could not read .moat.yml");
+                    format!(
+                        "cannot read .moat.yml at commit {}; see the coordinator's log",
+                        &t.commit
+                    )
+                });
                 return Ok(Some(self.store.create_run(new, now_ms()).await?));
             }
         };
@@ -632,7 +641,10 @@ impl App {
             new.failed = Some(outcome.summary());
         }
         if let Err(e) = &gate {
-            new.failed = Some(format!("secret gate could not run: {e:#}"));
+            // Fail closed, and say so; the cause (paths, git's words) goes to the log only.
+            tracing::warn!(repo.name = %repo.name, commit = %t.commit, error = %format_args!("{e:#}"), "the secret gate could not run");
+            new.failed =
+                Some("the secret gate could not run; see the coordinator's log".to_string());
         }
         let event = Event {
             kind: t.kind,

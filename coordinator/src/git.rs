@@ -17,6 +17,12 @@ pub enum GitError {
     MissingCommit(String),
     #[error("no branch {0:?} in the repository")]
     MissingBranch(String),
+    #[error("{path} is {size} bytes; the limit is {max}")]
+    TooLarge {
+        path: String,
+        size: usize,
+        max: usize,
+    },
     #[error("cannot run git: {0}")]
     Spawn(#[from] std::io::Error),
     #[error("cannot create the mirror directory {}: {source}", path.display())]
@@ -24,6 +30,18 @@ pub enum GitError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl GitError {
+    /// Whether the message is the user's to read: it names only what they sent (a commit, a
+    /// branch, a file's size). The others carry git's stderr, the mirror's path or the clone
+    /// URL: they are logged, never answered or stored where API clients read them.
+    pub fn is_public(&self) -> bool {
+        matches!(
+            self,
+            GitError::MissingCommit(_) | GitError::MissingBranch(_) | GitError::TooLarge { .. }
+        )
+    }
 }
 
 /// Creates a mirror's directory (and `repos/` above it), naming it when that fails.
@@ -201,9 +219,10 @@ impl Mirrors {
             Err(_) => return Ok(None),
         };
         if size > max {
-            return Err(GitError::Failed {
-                op: "cat-file".into(),
-                detail: format!("{path} is {size} bytes; the limit is {max}"),
+            return Err(GitError::TooLarge {
+                path: path.to_string(),
+                size,
+                max,
             });
         }
         Ok(Some(git(&dir, &["cat-file", "blob", &object]).await?))
@@ -234,5 +253,71 @@ impl Mirrors {
     pub async fn archive(&self, repo_id: i64, commit: &str) -> Result<Vec<u8>, GitError> {
         check_commit(commit)?;
         git(&self.path(repo_id), &["archive", "--format=tar", commit]).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn run(dir: &Path, args: &[&str]) {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .output()
+            .await
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    }
+
+    #[tokio::test]
+    async fn oversized_files_are_public_errors_and_git_failures_are_not() {
+        let root = std::env::temp_dir().join(format!("moat-mirror-{:016x}", rand::random::<u64>()));
+        let mirrors = Mirrors::new(root.clone());
+        let dir = mirrors.path(1);
+        std::fs::create_dir_all(&dir).unwrap();
+        run(&dir, &["init", "-q"]).await;
+        std::fs::write(dir.join(".moat.yml"), "x".repeat(100)).unwrap();
+        run(&dir, &["add", ".moat.yml"]).await;
+        run(&dir, &["commit", "-qm", "c"]).await;
+        let head = String::from_utf8(git(&dir, &["rev-parse", "HEAD"]).await.unwrap()).unwrap();
+        let head = head.trim();
+
+        let big = mirrors
+            .read_file(1, head, ".moat.yml", 10)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                big,
+                GitError::TooLarge {
+                    size: 100,
+                    max: 10,
+                    ..
+                }
+            ),
+            "{big:?}"
+        );
+        assert!(big.is_public());
+        assert_eq!(
+            mirrors.read_file(1, head, ".moat.yml", 1000).await.unwrap(),
+            Some("x".repeat(100).into_bytes())
+        );
+        assert_eq!(
+            mirrors.read_file(1, head, "absent", 10).await.unwrap(),
+            None
+        );
+
+        // A git failure carries git's stderr and the mirror's path: never public.
+        let failed = mirrors.archive(2, head).await.unwrap_err();
+        assert!(matches!(failed, GitError::Failed { .. }), "{failed:?}");
+        assert!(!failed.is_public());
+        assert!(GitError::MissingCommit("abc".into()).is_public());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }
