@@ -1,9 +1,10 @@
-//! Deployments (empty for now; the crate exists so the layout has its place).
+//! Deployments: a new version made to serve an environment, and the way back.
 //!
-//! It will own:
-//! - the release state machine: prepare → verify → switch → observe → retire, or roll back from
-//!   any step after prepare; each transition a pure decision over typed values, with the I/O of
-//!   a target behind a trait;
+//! - [`release`]: the release state machine: prepare → verify → switch → observe → retire, and
+//!   the way back from each step; health answers judged. Pure decisions over typed values; a
+//!   target carries out its actions.
+//!
+//! Still to come:
 //! - the Docker target and its edge proxy (the switch moves traffic from the old containers to
 //!   the new ones);
 //! - the Kubernetes target (kube-rs);
@@ -12,3 +13,5 @@
 //! It must not touch the database: the coordinator decides whether a deploy may run (claims,
 //! environments, approvals) and records its outcome; this crate only carries a release out on a
 //! target and reports what happened. It is driven by the runner's deploy stage and by `moat`.
+
+pub mod release;
