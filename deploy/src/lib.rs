@@ -3,6 +3,8 @@
 //! - [`release`]: the release state machine: prepare → verify → switch → observe → retire, and
 //!   the way back from each step; health answers judged. Pure decisions over typed values; a
 //!   target carries out its actions.
+//! - [`driver`]: the loop that carries a release out on a [`driver::Target`]: records each
+//!   phase first, performs the actions, waits, times health tries out, retries the way back.
 //!
 //! Still to come:
 //! - the Docker target and its edge proxy (the switch moves traffic from the old containers to
@@ -14,4 +16,5 @@
 //! environments, approvals) and records its outcome; this crate only carries a release out on a
 //! target and reports what happened. It is driven by the runner's deploy stage and by `moat`.
 
+pub mod driver;
 pub mod release;
