@@ -283,6 +283,9 @@ pub enum Rollback {
     Manual,
 }
 
+/// Longest `observe`, `drain` and health-check `deadline` accepted.
+pub const MAX_DEPLOY_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct DeploySpec {
     pub target: DeployTarget,
@@ -291,18 +294,110 @@ pub struct DeploySpec {
     /// The container port traffic goes to. Required for `docker`; 0 for a `kubernetes`
     /// deploy that gives none, where the Service's own port is used.
     pub port: u16,
-    /// Without a `health:` block: `GET /`, 60s timeout, 2s interval.
+    /// Without a `health:` block: [`HealthCheck::default`].
     pub health: HealthCheck,
     pub rollback: Rollback,
     /// Kubernetes only.
     pub namespace: Option<String>,
     /// The released application's name; defaults to the repository name.
     pub app: Option<String>,
+    /// `observe:` — how long the health check keeps running after the switch; failing it in
+    /// that window goes back to the old colour. Default [`DeploySpec::DEFAULT_OBSERVE`] (30s):
+    /// long enough to catch a release that dies on its first real traffic, short enough not to
+    /// hold the old colour for long. Positive, at most [`MAX_DEPLOY_WAIT`].
+    #[serde(default = "DeploySpec::default_observe")]
+    pub observe: Duration,
+    /// `drain:` — how long in-flight requests get to finish on the old colour once traffic has
+    /// moved, before it is stopped. Default [`DeploySpec::DEFAULT_DRAIN`] (30s). Positive, at
+    /// most [`MAX_DEPLOY_WAIT`].
+    #[serde(default = "DeploySpec::default_drain")]
+    pub drain: Duration,
+    /// `probe:` — the pre-switch security probe of the new release; `None` when absent.
+    #[serde(default)]
+    pub probe: Option<ProbeSpec>,
 }
 
+impl DeploySpec {
+    pub const DEFAULT_OBSERVE: Duration = Duration::from_secs(30);
+    pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
+
+    fn default_observe() -> Duration {
+        Self::DEFAULT_OBSERVE
+    }
+
+    fn default_drain() -> Duration {
+        Self::DEFAULT_DRAIN
+    }
+}
+
+/// `health:` — how the new colour is judged ready, and watched while observed: `GET path`
+/// every `interval`, each try given `timeout`, until `successes` tries in a row pass; giving up
+/// when `deadline` has passed since the first. Every field has a default, so `health: {}` and
+/// no `health:` at all mean [`HealthCheck::default`]: `GET /`, any 2xx, every 2s, 2s per try, one
+/// success, 60s deadline.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct HealthCheck {
+    /// Starts with `/`; may carry a query. No whitespace or control characters, at most
+    /// [`HealthCheck::MAX_PATH`] bytes.
     pub path: String,
+    /// The limit of one try (it was the overall limit before `deadline` existed).
     pub timeout: Duration,
+    /// The wait between tries. At most `deadline`.
     pub interval: Duration,
+    /// The status a passing try answers with; `None`: any 2xx. Between 100 and 599.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Consecutive passing tries needed; 1 to [`HealthCheck::MAX_SUCCESSES`].
+    #[serde(default = "HealthCheck::default_successes")]
+    pub successes: u32,
+    /// The overall limit, from the first try; at least `timeout` and `interval`, at most
+    /// [`MAX_DEPLOY_WAIT`].
+    #[serde(default = "HealthCheck::default_deadline")]
+    pub deadline: Duration,
+}
+
+impl HealthCheck {
+    pub const DEFAULT_PATH: &str = "/";
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+    pub const DEFAULT_SUCCESSES: u32 = 1;
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
+    pub const MAX_PATH: usize = 1024;
+    pub const MAX_SUCCESSES: u32 = 100;
+
+    fn default_successes() -> u32 {
+        Self::DEFAULT_SUCCESSES
+    }
+
+    fn default_deadline() -> Duration {
+        Self::DEFAULT_DEADLINE
+    }
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            path: Self::DEFAULT_PATH.to_string(),
+            timeout: Self::DEFAULT_TIMEOUT,
+            interval: Self::DEFAULT_INTERVAL,
+            status: None,
+            successes: Self::DEFAULT_SUCCESSES,
+            deadline: Self::DEFAULT_DEADLINE,
+        }
+    }
+}
+
+/// `probe:` — before any traffic moves, the new colour is probed for reflected XSS, SQL
+/// injection and exposed files on `paths`; a finding at `fail_on` or above stops the release.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct ProbeSpec {
+    /// Request targets, each like a health-check path; default `["/"]`, no duplicates, at
+    /// most [`ProbeSpec::MAX_PATHS`].
+    pub paths: Vec<String>,
+    /// Default `high`, as for scan stages.
+    pub fail_on: Severity,
+}
+
+impl ProbeSpec {
+    pub const MAX_PATHS: usize = 100;
 }

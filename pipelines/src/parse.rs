@@ -23,9 +23,9 @@ use regex::Regex;
 use crate::diag::{Diagnostics, Pos};
 use crate::lint;
 use crate::model::{
-    Approval, BuildSpec, Date, DeploySpec, DeployTarget, EventKind, HealthCheck, IgnoreRule, Mount,
-    Pipeline, Resources, Rollback, ScanSpec, SecretDecl, SecretSource, Service, Severity, Stage,
-    StageKind, StageSpans, Strategy, Triggers, When,
+    Approval, BuildSpec, Date, DeploySpec, DeployTarget, EventKind, HealthCheck, IgnoreRule,
+    MAX_DEPLOY_WAIT, Mount, Pipeline, ProbeSpec, Resources, Rollback, ScanSpec, SecretDecl,
+    SecretSource, Service, Severity, Stage, StageKind, StageSpans, Strategy, Triggers, When,
 };
 use crate::pattern::Pattern;
 use crate::plan::BUILTIN_VARS;
@@ -95,8 +95,19 @@ const DEPLOY_KEYS: &[&str] = &[
     "rollback",
     "namespace",
     "app",
+    "observe",
+    "drain",
+    "probe",
 ];
-const HEALTH_KEYS: &[&str] = &["path", "timeout", "interval"];
+const HEALTH_KEYS: &[&str] = &[
+    "path",
+    "status",
+    "interval",
+    "timeout",
+    "successes",
+    "deadline",
+];
+const PROBE_KEYS: &[&str] = &["paths", "fail_on"];
 
 const KINDS: &[&str] = &["test", "build", "scan", "deploy"];
 const EVENTS: &[&str] = &["push", "pull_request", "tag", "manual"];
