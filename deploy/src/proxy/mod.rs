@@ -120,7 +120,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),
-            upstream_idle_timeout: Duration::from_secs(30),
+            upstream_idle_timeout: Duration::from_secs(15),
             upstream_max_idle_per_host: 64,
             max_connections: 10_000,
             max_control_message: 64 * 1024,
@@ -183,9 +183,10 @@ impl RunningProxy {
     }
 }
 
-/// Starts the proxy: binds the control socket, loads the state file and serves every saved
-/// environment's live upstream at once, then answers control requests until `shutdown` is
-/// cancelled. Returns once everything listens; an error means nothing was left running.
+/// Starts the proxy: creates missing directories (owner-only), binds the control socket, loads
+/// the state file and serves every saved environment's live upstream at once, then answers
+/// control requests until `shutdown` is cancelled. Returns once everything listens; an error
+/// means nothing was left running.
 pub async fn start(
     config: ProxyConfig,
     shutdown: CancellationToken,
@@ -196,6 +197,16 @@ pub async fn start(
             .await
             .expect("the state reader does not panic")?
     };
+    state::ensure_parent(&config.state_file).map_err(|source| {
+        ProxyError::State(StateError::Write {
+            path: config.state_file.clone(),
+            source,
+        })
+    })?;
+    state::ensure_parent(&config.control_socket).map_err(|source| ProxyError::ControlSocket {
+        path: config.control_socket.clone(),
+        source,
+    })?;
     let control_socket = config.control_socket.clone();
     let control = control::bind(&control_socket)?;
     let edge = Arc::new(Edge::new(config));

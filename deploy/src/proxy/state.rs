@@ -109,6 +109,18 @@ pub fn save(path: &Path, state: &ProxyState) -> Result<(), StateError> {
     written.map_err(write_error)
 }
 
+/// Creates the directory that will hold `path` (owner-only) when it does not exist yet.
+pub(crate) fn ensure_parent(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir),
+        _ => Ok(()),
+    }
+}
+
 /// `DIR/.NAME.tmp`: beside the file so the rename stays on one file system.
 fn temp_path(path: &Path) -> PathBuf {
     let name = path

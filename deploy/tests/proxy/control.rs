@@ -49,6 +49,26 @@ async fn the_control_socket_is_owner_only() {
 }
 
 #[tokio::test]
+async fn missing_directories_are_created_owner_only() {
+    let dir = Scratch::new("control-dirs");
+    let mut config = TestProxy::config(&dir.0);
+    config.control_socket = dir.0.join("run/moat/control.sock");
+    config.state_file = dir.0.join("lib/moat/state.json");
+    let proxy = TestProxy::start_in(dir, config).await;
+    proxy.add("web").await;
+    for file in [&proxy.config.control_socket, &proxy.config.state_file] {
+        let parent = std::fs::metadata(file.parent().unwrap()).unwrap();
+        assert_eq!(
+            parent.permissions().mode() & 0o777,
+            0o700,
+            "{}",
+            file.display()
+        );
+        assert!(file.exists(), "{}", file.display());
+    }
+}
+
+#[tokio::test]
 async fn an_oversize_control_message_is_refused_and_its_connection_closed() {
     let proxy = TestProxy::start("control-oversize").await;
     let mut huge = br#"{"op":"add","name":"x","listen":"127.0.0.1:0","pad":""#.to_vec();

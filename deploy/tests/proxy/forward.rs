@@ -192,6 +192,21 @@ async fn a_client_slow_to_send_its_headers_is_cut_off() {
         "closed too early: {:?}",
         started.elapsed()
     );
+
+    // An idle kept-alive connection is bounded by the same timeout.
+    let mut idle = RawConn::open(addr).await;
+    idle.send(&raw_get("/")).await;
+    assert_eq!(idle.response().await.status, 503);
+    let idle_since = Instant::now();
+    assert!(
+        idle.closed_within(Duration::from_secs(5)).await,
+        "the idle connection stays open"
+    );
+    assert!(
+        idle_since.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        idle_since.elapsed()
+    );
 }
 
 #[tokio::test]
