@@ -241,3 +241,21 @@ async fn upstream_failures_are_502_and_504_with_short_bodies() {
         "the proxy still serves after the errors"
     );
 }
+
+#[tokio::test]
+async fn each_environment_serves_its_own_upstream_on_its_own_address() {
+    let (blue, green) = (Backend::start("blue").await, Backend::start("green").await);
+    let proxy = TestProxy::start("two-envs").await;
+    let (prod, staging) = (proxy.add("production").await, proxy.add("staging").await);
+    assert_ne!(prod, staging);
+    proxy.switch("production", blue.addr, Duration::ZERO).await;
+    proxy.switch("staging", green.addr, Duration::ZERO).await;
+    assert_eq!(get(prod, "/").await.1, "blue");
+    assert_eq!(get(staging, "/").await.1, "green");
+    proxy.switch("staging", blue.addr, Duration::ZERO).await;
+    assert_eq!(get(staging, "/").await.1, "blue");
+    let all = within(WAIT, "status", proxy.client.status()).await.unwrap();
+    let names: Vec<&str> = all.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["production", "staging"]);
+    assert!(all.iter().all(|e| e.upstream == Some(blue.addr)));
+}
