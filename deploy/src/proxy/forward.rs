@@ -132,6 +132,11 @@ impl Forwarder {
             ));
             return Response::from_parts(parts, Empty::new().map_err(never).boxed_unsync());
         }
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            tracing::warn!(env.name = %env.name, upstream.addr = %lease.addr(),
+                "upstream switched protocols on a request that asked for no upgrade");
+            return short(StatusCode::BAD_GATEWAY, "bad gateway\n");
+        }
         let (mut parts, body) = response.into_parts();
         headers::prepare_response(&mut parts.headers, None);
         Response::from_parts(parts, LeasedBody::new(body, lease).boxed_unsync())
