@@ -5,10 +5,12 @@
 //!   target carries out its actions.
 //! - [`driver`]: the loop that carries a release out on a [`driver::Target`]: records each
 //!   phase first, performs the actions, waits, times health tries out, retries the way back.
+//! - [`proxy`]: the edge proxy of the `docker` target (`moat proxy`): owns environments'
+//!   public addresses, forwards to the live colour, switches colours atomically.
 //!
 //! Still to come:
-//! - the Docker target and its edge proxy (the switch moves traffic from the old containers to
-//!   the new ones);
+//! - the Docker target (it drives the edge proxy: the switch moves traffic from the old
+//!   containers to the new ones);
 //! - the Kubernetes target (kube-rs);
 //! - the pre-switch probe (the new release answers before any traffic moves to it).
 //!
@@ -17,4 +19,5 @@
 //! target and reports what happened. It is driven by the runner's deploy stage and by `moat`.
 
 pub mod driver;
+pub mod proxy;
 pub mod release;
