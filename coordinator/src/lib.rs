@@ -5,6 +5,7 @@
 pub mod app;
 pub mod claims;
 pub mod crypto;
+pub mod environments;
 pub mod files;
 pub mod forge;
 pub mod git;

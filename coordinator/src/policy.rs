@@ -15,8 +15,16 @@
 //! allow_privileged = ["infra-tools"]
 //! allow_host_mounts = []
 //! allow_docker_socket = []
+//!
+//! [environments.production]      # like `moat env add production --repo org/app …`
+//! repo = "org/app"
+//! listen = "0.0.0.0:443"
+//! approval = "required"          # required | none (default none)
+//! runner = "edge-1"              # default: the embedded runner of `moat up`
+//! target = "docker"              # the default and, for now, the only one
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
@@ -25,6 +33,8 @@ use moat_pipelines::{Pipeline, Severity};
 use moat_secrets::gate::GateMode;
 use serde::Deserialize;
 
+use crate::environments::{self, Environment};
+
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct File {
@@ -32,6 +42,28 @@ struct File {
     gates: Gates,
     #[serde(default)]
     pipelines: Pipelines,
+    #[serde(default)]
+    environments: BTreeMap<String, EnvironmentEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvironmentEntry {
+    repo: String,
+    listen: String,
+    #[serde(default = "default_approval")]
+    approval: String,
+    #[serde(default)]
+    runner: Option<String>,
+    #[serde(default = "default_target")]
+    target: String,
+}
+
+fn default_approval() -> String {
+    "none".into()
+}
+fn default_target() -> String {
+    "docker".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,6 +124,8 @@ pub struct AdminPolicy {
     allow_privileged: Vec<String>,
     allow_host_mounts: Vec<String>,
     allow_docker_socket: Vec<String>,
+    /// The environments the file declares (`[environments.NAME]`), by name.
+    pub environments: Vec<Environment>,
 }
 
 impl Default for AdminPolicy {
@@ -122,6 +156,21 @@ impl AdminPolicy {
                 Pattern::new(p).map_err(|e| anyhow::anyhow!("gates.protected_refs: {p:?}: {e}"))
             })
             .collect::<anyhow::Result<_>>()?;
+        let mut environments = Vec::new();
+        for (name, e) in &f.environments {
+            let env = environments::declare(
+                name,
+                &e.target,
+                &e.listen,
+                &e.repo,
+                e.runner.as_deref(),
+                &e.approval,
+            )
+            .with_context(|| format!("environments.{name}"))?;
+            environments::check_new(&env, &environments)
+                .with_context(|| format!("environments.{name}"))?;
+            environments.push(env);
+        }
         Ok(AdminPolicy {
             secret_gate,
             min_fail_on,
@@ -130,6 +179,7 @@ impl AdminPolicy {
             allow_privileged: f.pipelines.allow_privileged,
             allow_host_mounts: f.pipelines.allow_host_mounts,
             allow_docker_socket: f.pipelines.allow_docker_socket,
+            environments,
         })
     }
 
@@ -203,6 +253,39 @@ mod tests {
         assert!(AdminPolicy::load(&path).is_err());
         std::fs::write(&path, "[gates]\nunknown = 1\n").unwrap();
         assert!(AdminPolicy::load(&path).is_err());
+
+        std::fs::write(
+            &path,
+            "[environments.production]\nrepo = \"org/app\"\nlisten = \"0.0.0.0:443\"\napproval = \"required\"\n[environments.staging]\nrepo = \"org/app\"\nlisten = \"127.0.0.1:8443\"\nrunner = \"edge-1\"\n",
+        )
+        .unwrap();
+        let p = AdminPolicy::load(&path).unwrap();
+        let names: Vec<_> = p.environments.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["production", "staging"]);
+        assert_eq!(
+            p.environments[0].approval,
+            moat_pipelines::Approval::Required
+        );
+        assert_eq!(p.environments[1].runner.name(), "edge-1");
+        for (bad, says) in [
+            ("[environments.p]\nlisten = \"0.0.0.0:1\"\n", "repo"),
+            (
+                "[environments.p]\nrepo = \"o/a\"\nlisten = \"0.0.0.0:1\"\nport = 3\n",
+                "port",
+            ),
+            (
+                "[environments.p]\nrepo = \"o/a\"\nlisten = \"nowhere\"\n",
+                "environments.p",
+            ),
+            (
+                "[environments.a]\nrepo = \"o/a\"\nlisten = \"0.0.0.0:1\"\n[environments.b]\nrepo = \"o/b\"\nlisten = \"127.0.0.1:1\"\n",
+                "environments.b",
+            ),
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let err = format!("{:#}", AdminPolicy::load(&path).unwrap_err());
+            assert!(err.contains(says), "{bad}: {err}");
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 }
