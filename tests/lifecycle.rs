@@ -201,6 +201,7 @@ impl Drop for Up {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        kill_proxies(&self.data_dir);
     }
 }
 

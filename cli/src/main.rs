@@ -57,6 +57,9 @@ enum Command {
     Server(commands::serve::ServerArgs),
     /// A runner: pulls jobs from a coordinator and runs them in Docker.
     Runner(commands::serve::RunnerArgs),
+    /// The edge proxy of the docker deploy target: owns environments' public addresses and
+    /// forwards to each one's live colour (`moat up` starts one itself).
+    Proxy(commands::proxy::ProxyArgs),
     /// Manage repositories.
     Repo {
         #[command(flatten)]
@@ -193,6 +196,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a terminal: `moat up` writes its proxy's log to a file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let code = match cli.command {
         Command::Validate { file } => commands::validate::execute(file),
@@ -213,6 +218,7 @@ fn main() -> ExitCode {
             command: DbCommand::Update { db, ecosystems },
         } => commands::vuln::db_update(&db, &ecosystems),
         Command::Up(args) => commands::serve::up(args),
+        Command::Proxy(args) => commands::proxy::execute(args),
         Command::Server(args) => commands::serve::server(args),
         Command::Runner(args) => commands::serve::runner(args),
         Command::Repo { client, command } => commands::admin::repo(client, command),

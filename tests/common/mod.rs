@@ -114,3 +114,42 @@ pub fn assert_no_leftovers(pid: u32) {
     let left = labelled_resources(&format!("moat.pid={pid}"));
     assert!(left.is_empty(), "leftovers of moat pid {pid}: {left:?}");
 }
+
+/// The pids of the `moat proxy` processes serving the proxy directory of `data_dir` (the
+/// ones `moat up` starts for itself, found by their command line).
+#[allow(dead_code)] // each test binary compiles this module; not all of them use everything
+pub fn proxy_pids(data_dir: &Path) -> Vec<u32> {
+    let dir = data_dir.join("proxy");
+    let want = [
+        "proxy".as_bytes(),
+        "--dir".as_bytes(),
+        dir.as_os_str().as_encoded_bytes(),
+    ];
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.len() >= 4 && args[1..4] == want {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Kills (SIGKILL) the proxies `moat up` left for `data_dir`: a `moat up` killed with
+/// `kill -9` leaves its proxy serving on purpose.
+#[allow(dead_code)]
+pub fn kill_proxies(data_dir: &Path) {
+    for pid in proxy_pids(data_dir) {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+}

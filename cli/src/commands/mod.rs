@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod image;
 pub mod manifests;
+pub mod proxy;
 pub mod run;
 pub mod scan;
 pub mod serve;

@@ -96,12 +96,12 @@ fn cpus() -> usize {
         .unwrap_or(2)
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Runtime::new()?)
 }
 
 /// Cancels `token` on Ctrl-C or SIGTERM.
-fn cancel_on_signal(token: CancellationToken) {
+pub(crate) fn cancel_on_signal(token: CancellationToken) {
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).ok();
@@ -179,7 +179,7 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     }
 }
 
-fn report(result: anyhow::Result<()>) -> u8 {
+pub(crate) fn report(result: anyhow::Result<()>) -> u8 {
     match result {
         Ok(()) => 0,
         Err(e) => {
@@ -350,6 +350,15 @@ async fn up_async(args: UpArgs) -> anyhow::Result<()> {
     .await?;
     let slots = args.slots.unwrap_or_else(cpus).max(1);
     let serve = tokio::spawn(server::serve(app.clone(), listener, None, shutdown.clone()));
+    let proxy_dir = super::proxy::dir_of(&args.data_dir);
+    let exe = std::env::current_exe().context("cannot find the moat executable")?;
+    let proxy_task = match super::proxy::supervise(exe, proxy_dir, shutdown.clone()).await {
+        Ok(task) => Some(task),
+        Err(e) => {
+            eprintln!("moat: warning: no edge proxy ({e:#}); deploys to docker environments fail");
+            None
+        }
+    };
     println!("moat: up at {base} (data in {})", args.data_dir.display());
 
     let mut agent_task = None;
@@ -390,6 +399,9 @@ async fn up_async(args: UpArgs) -> anyhow::Result<()> {
 
     let served = serve.await;
     if let Some(t) = agent_task {
+        let _ = t.await;
+    }
+    if let Some(t) = proxy_task {
         let _ = t.await;
     }
     served??;
