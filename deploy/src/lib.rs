@@ -5,6 +5,7 @@
 //!   target carries out its actions.
 //! - [`driver`]: the loop that carries a release out on a [`driver::Target`]: records each
 //!   phase first, performs the actions, waits, times health tries out, retries the way back.
+//! - [`plan`]: a `deploy:` block of `.moat.yml` made into the machine's [`release::Plan`].
 //! - [`proxy`]: the edge proxy of the `docker` target (`moat proxy`): owns environments'
 //!   public addresses, forwards to the live colour, switches colours atomically.
 //!
@@ -19,5 +20,6 @@
 //! target and reports what happened. It is driven by the runner's deploy stage and by `moat`.
 
 pub mod driver;
+pub mod plan;
 pub mod proxy;
 pub mod release;
