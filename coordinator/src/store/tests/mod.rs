@@ -202,6 +202,7 @@ store_tests!(
     list_runs_filters,
     secrets_and_outputs,
     approvals,
+    approval_is_audited_in_its_transaction,
     cancelled_writes_leave_no_open_transaction,
 );
 

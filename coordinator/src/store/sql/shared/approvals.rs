@@ -1,10 +1,16 @@
 //! Approvals of jobs that wait for one: the approval is written under the
-//! repository lock and the run is settled in the same transaction. It must not claim or complete
-//! jobs.
+//! repository lock, and the run is settled and the approval's audit record written in the same
+//! transaction. It must not claim or complete jobs.
 
 use super::*;
 
-async fn approve_tx(c: &mut Conn, job_id: i64, approver: &str, now: Millis) -> Result<Job> {
+async fn approve_tx(
+    c: &mut Conn,
+    job_id: i64,
+    approver: &str,
+    audit: &NewAuditEvent,
+    now: Millis,
+) -> Result<Job> {
     lock_repo_of_job(c, job_id).await?;
     let done = sqlx::query(
         "UPDATE jobs SET approved_by = $2, approved_at = $3, \
@@ -28,6 +34,7 @@ async fn approve_tx(c: &mut Conn, job_id: i64, approver: &str, now: Millis) -> R
     };
     let run_id: i64 = row.try_get("run_id")?;
     settle_run(c, run_id, now).await?;
+    insert_audit(c, audit, now).await?;
     fetch_job(c, job_id).await
 }
 
@@ -36,8 +43,9 @@ impl Backend {
         &self,
         job_id: i64,
         approver: &str,
+        audit: &NewAuditEvent,
         now: Millis,
     ) -> Result<Job> {
-        write_tx!(self, |c| approve_tx(c, job_id, approver, now).await)
+        write_tx!(self, |c| approve_tx(c, job_id, approver, audit, now).await)
     }
 }

@@ -1,7 +1,43 @@
-//! The audit trail: appending events and reading the latest of one run or of all.
-//! Events are never updated or deleted here.
+//! The audit trail: appending events (alone, or with `insert_audit` inside another write's
+//! transaction) and reading the latest of one run or of all. Events are never updated or
+//! deleted here.
 
 use super::*;
+
+/// Records an event at `now` on `c` (a connection, or a write transaction it belongs to).
+pub(super) async fn insert_audit(c: &mut Conn, event: &NewAuditEvent, now: Millis) -> Result<()> {
+    insert_event(
+        c,
+        &event.actor,
+        &event.action,
+        event.run_id,
+        &event.detail,
+        now,
+    )
+    .await
+}
+
+async fn insert_event(
+    c: &mut Conn,
+    actor: &str,
+    action: &str,
+    run_id: Option<i64>,
+    detail: &str,
+    now: Millis,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_events (at_ms, actor, action, run_id, detail) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(now)
+    .bind(actor)
+    .bind(action)
+    .bind(run_id)
+    .bind(detail)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
 
 impl Backend {
     pub(super) async fn audit(
@@ -12,18 +48,15 @@ impl Backend {
         detail: &str,
         now: Millis,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO audit_events (at_ms, actor, action, run_id, detail) \
-             VALUES ($1, $2, $3, $4, $5)",
+        insert_event(
+            &mut *self.writer().await?,
+            actor,
+            action,
+            run_id,
+            detail,
+            now,
         )
-        .bind(now)
-        .bind(actor)
-        .bind(action)
-        .bind(run_id)
-        .bind(detail)
-        .execute(&mut *self.writer().await?)
-        .await?;
-        Ok(())
+        .await
     }
 
     /// The latest `limit` events (of one run, or of all), oldest first.

@@ -20,7 +20,7 @@
 //! entity modules declared below (`rows`, `settle`, `runs`, `jobs`, `approvals`, `logs`,
 //! `tokens`, `repos`, `secrets`, `deliveries`, `audit`); it must not hold queries of its own.
 //! The entity modules see everything here through `use super::*` and reach each other only
-//! through `rows` and `settle`, which this module re-exports.
+//! through `rows`, `settle` and `audit::insert_audit`, which this module re-exports.
 
 use std::collections::HashMap;
 
@@ -37,8 +37,9 @@ use super::{
 use crate::store::{
     AuditEvent, Claimed, DELIVERY_GAVE_UP, Delivery, DeliveryInfo, DeliveryOutcome, Expired, Forge,
     HeartbeatReply, Job, JobCompletion, JobOutcome, JobStatus, LogLine, MAX_DELIVERY_ATTEMPTS,
-    Millis, NewJob, NewLogLine, NewRepository, NewRun, Registration, Repository, Result, Run,
-    RunFilter, RunStatus, Runner, SecretMeta, Store, StoreError, StoredSecret, Token, TokenKind,
+    Millis, NewAuditEvent, NewJob, NewLogLine, NewRepository, NewRun, Registration, Repository,
+    Result, Run, RunFilter, RunStatus, Runner, SecretMeta, Store, StoreError, StoredSecret, Token,
+    TokenKind,
 };
 
 /// Runs `$body` (an expression that may use `?`) in a write transaction bound to `$c`,
@@ -228,6 +229,7 @@ mod settle;
 #[path = "tokens.rs"]
 mod tokens;
 
+use audit::insert_audit;
 use rows::*;
 use settle::*;
 
@@ -306,8 +308,14 @@ impl Store for Backend {
     }
 
     // approvals.rs
-    async fn approve_job(&self, job_id: i64, approver: &str, now: Millis) -> Result<Job> {
-        Backend::approve_job(self, job_id, approver, now).await
+    async fn approve_job(
+        &self,
+        job_id: i64,
+        approver: &str,
+        audit: &NewAuditEvent,
+        now: Millis,
+    ) -> Result<Job> {
+        Backend::approve_job(self, job_id, approver, audit, now).await
     }
 
     // logs.rs
