@@ -222,7 +222,16 @@ impl Coordinator {
                     "{}: pending with no approval asked",
                     j.name
                 );
-                self.store.approve_job(j.id, "alice", now).await.unwrap();
+                let record = moat_coordinator::store::NewAuditEvent {
+                    actor: "alice".into(),
+                    action: "gate.approval".into(),
+                    run_id: Some(run.id),
+                    detail: "{}".into(),
+                };
+                self.store
+                    .approve_job(j.id, "alice", &record, now)
+                    .await
+                    .unwrap();
             }
         }
         let jobs = self.store.jobs_of_run(run.id).await.unwrap();

@@ -722,16 +722,16 @@ async fn approve(
     }
     let actor = admin.actor();
     for job in &waiting {
-        state.store.approve_job(job.id, &actor, now_ms()).await?;
+        // The approval and its audit record are written in one transaction.
+        let record = crate::store::NewAuditEvent {
+            actor: actor.clone(),
+            action: "gate.approval".into(),
+            run_id: Some(id),
+            detail: json!({ "stage": job.name, "approved_by": actor, "environment": serde_json::from_str::<moat_pipelines::PlannedStage>(&job.spec).ok().and_then(|s| s.environment) }).to_string(),
+        };
         state
             .store
-            .audit(
-                &actor,
-                "gate.approval",
-                Some(id),
-                &json!({ "stage": job.name, "approved_by": actor, "environment": serde_json::from_str::<moat_pipelines::PlannedStage>(&job.spec).ok().and_then(|s| s.environment) }).to_string(),
-                now_ms(),
-            )
+            .approve_job(job.id, &actor, &record, now_ms())
             .await?;
     }
     state.publish(Topic::Jobs);

@@ -526,6 +526,17 @@ pub struct AuditEvent {
     pub detail: String,
 }
 
+/// An audit event to record with a write (see [`Store::approve_job`]); the store gives it its
+/// id, and the write's time as its time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAuditEvent {
+    pub actor: String,
+    pub action: String,
+    pub run_id: Option<i64>,
+    /// JSON.
+    pub detail: String,
+}
+
 /// Jobs whose lease expired, and what became of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expired {
@@ -663,8 +674,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// Approves a job that waits for an approval (its needs may still be running); the run is
     /// settled, so an approved job whose needs passed becomes ready. `Conflict` when the job
-    /// needs no approval or already has one.
-    async fn approve_job(&self, job_id: i64, approver: &str, now: Millis) -> Result<Job>;
+    /// needs no approval or already has one. `audit` is recorded (at `now`) in the same
+    /// transaction: an approval is never stored without its audit record, and a refused one
+    /// records nothing.
+    async fn approve_job(
+        &self,
+        job_id: i64,
+        approver: &str,
+        audit: &NewAuditEvent,
+        now: Millis,
+    ) -> Result<Job>;
     /// Running jobs whose lease expired: back to ready while retries remain, failed otherwise
     /// (with the reason); cancel-requested ones become cancelled.
     async fn expire_leases(&self, now: Millis) -> Result<Vec<Expired>>;

@@ -2,12 +2,14 @@
 //! picks one from a URL and applies the embedded migrations (`migrations/sqlite`,
 //! `migrations/postgres`).
 //!
-//! Layout: `sql/shared.rs` holds every query and all scheduling logic, written once against a
-//! backend-neutral vocabulary (`Db`, `Conn`, `DbRow`, a few SQL-fragment macros). Each backend
-//! module (`sql/sqlite.rs`, `sql/postgres.rs`) defines that vocabulary, its connection set-up and
-//! the few statements that must differ (how a write transaction starts, row locks, the claim's
-//! repository pick), then compiles `shared.rs` as its own child module. The same source is thus
-//! type-checked once per backend with concrete sqlx types, without generic-bound plumbing.
+//! Layout: `sql/shared/` holds every query and all scheduling logic, written once against a
+//! backend-neutral vocabulary (`Db`, `Conn`, `DbRow`, a few SQL-fragment macros) and split per
+//! entity (`runs.rs`, `jobs.rs`, `tokens.rs`, …, see `shared/mod.rs`). Each backend module
+//! (`sql/sqlite.rs`, `sql/postgres.rs`) defines that vocabulary, its connection set-up and the
+//! few statements that must differ (how a write transaction starts, row locks, the claim's
+//! repository pick), then compiles `shared/mod.rs`, with its entity modules, as its own child
+//! module. The same source is thus type-checked once per backend with concrete sqlx types,
+//! without generic-bound plumbing.
 
 use std::sync::Arc;
 

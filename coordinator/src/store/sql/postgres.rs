@@ -1,5 +1,5 @@
 //! Postgres backend: the connection pool, row locks (`FOR UPDATE`, `SKIP LOCKED`) and
-//! deadlock retries; everything else is in `shared.rs`.
+//! deadlock retries; everything else is in `shared/`.
 //!
 //! Several coordinators may share one database. Every write transaction that changes jobs
 //! first locks the row of their repository, so the repository row acts as a per-repository
@@ -37,7 +37,7 @@ const PICK_IN_OWN_STATEMENT: bool = true;
 
 // The same source is compiled inside each backend module, on purpose (see `sql.rs`).
 #[allow(clippy::duplicate_mod)]
-#[path = "shared.rs"]
+#[path = "shared/mod.rs"]
 mod shared;
 
 /// A store on a Postgres server, shareable by several coordinator processes.

@@ -1,6 +1,6 @@
 //! SQLite backend: connection set-up (WAL, `synchronous=NORMAL`, foreign keys, busy timeout),
 //! the start-up check of an existing database file, and the statements SQLite spells
-//! differently; everything else is in `shared.rs`.
+//! differently; everything else is in `shared/`.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -38,7 +38,7 @@ const PICK_IN_OWN_STATEMENT: bool = false;
 
 // The same source is compiled inside each backend module, on purpose (see `sql.rs`).
 #[allow(clippy::duplicate_mod)]
-#[path = "shared.rs"]
+#[path = "shared/mod.rs"]
 mod shared;
 
 /// The embedded store: one SQLite file in WAL mode.
