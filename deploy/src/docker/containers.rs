@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, EndpointSettings,
-    HostConfig, HostConfigLogConfig, NetworkCreateRequest, NetworkingConfig, PortBinding,
+    ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, EndpointSettings, HostConfig,
+    HostConfigLogConfig, NetworkCreateRequest, NetworkingConfig, PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
@@ -88,10 +88,7 @@ pub(crate) fn container_body(
             init: Some(s.init),
             readonly_rootfs: Some(s.read_only_rootfs),
             tmpfs: s.read_only_rootfs.then(|| {
-                HashMap::from([(
-                    "/tmp".to_string(),
-                    "rw,noexec,nosuid,size=64m".to_string(),
-                )])
+                HashMap::from([("/tmp".to_string(), "rw,noexec,nosuid,size=64m".to_string())])
             }),
             log_config: Some(HostConfigLogConfig {
                 typ: Some("json-file".to_string()),
@@ -203,7 +200,12 @@ pub(crate) async fn ensure_network(docker: &Docker, env: &EnvName) -> Result<(),
     match docker.inspect_network(&name, None).await {
         Ok(_) => return Ok(()),
         Err(e) if is_not_found(&e) => {}
-        Err(e) => return Err(DockerError::engine(format!("inspecting network {name}"), &e)),
+        Err(e) => {
+            return Err(DockerError::engine(
+                format!("inspecting network {name}"),
+                &e,
+            ));
+        }
     }
     let request = NetworkCreateRequest {
         name: name.clone(),
@@ -271,18 +273,19 @@ pub(crate) async fn inspect(docker: &Docker, name: &str) -> Result<Option<Found>
     let info = match docker.inspect_container(name, None).await {
         Ok(info) => info,
         Err(e) if is_not_found(&e) => return Ok(None),
-        Err(e) => return Err(DockerError::engine(format!("inspecting container {name}"), &e)),
+        Err(e) => {
+            return Err(DockerError::engine(
+                format!("inspecting container {name}"),
+                &e,
+            ));
+        }
     };
     let labels = info
         .config
         .as_ref()
         .and_then(|c| c.labels.clone())
         .unwrap_or_default();
-    let running = info
-        .state
-        .as_ref()
-        .and_then(|s| s.running)
-        .unwrap_or(false);
+    let running = info.state.as_ref().and_then(|s| s.running).unwrap_or(false);
     let ports = info.network_settings.and_then(|n| n.ports);
     let port = ports.as_ref().and_then(|ports| {
         ports
@@ -344,7 +347,12 @@ pub(crate) async fn stop_and_remove(
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 304, ..
         }) => {}
-        Err(e) => return Err(DockerError::engine(format!("stopping container {name}"), &e)),
+        Err(e) => {
+            return Err(DockerError::engine(
+                format!("stopping container {name}"),
+                &e,
+            ));
+        }
     }
     remove(docker, name).await
 }
@@ -363,7 +371,10 @@ async fn remove(docker: &Docker, name: &str) -> Result<(), DockerError> {
             status_code: 409,
             message,
         }) if message.contains("already in progress") => Ok(()),
-        Err(e) => Err(DockerError::engine(format!("removing container {name}"), &e)),
+        Err(e) => Err(DockerError::engine(
+            format!("removing container {name}"),
+            &e,
+        )),
     }
 }
 
@@ -378,7 +389,12 @@ pub async fn remove_environment(docker: &Docker, env: &EnvName) -> Result<usize,
     match docker.remove_network(&network).await {
         Ok(()) => {}
         Err(e) if is_not_found(&e) => {}
-        Err(e) => return Err(DockerError::engine(format!("removing network {network}"), &e)),
+        Err(e) => {
+            return Err(DockerError::engine(
+                format!("removing network {network}"),
+                &e,
+            ));
+        }
     }
     Ok(found.len())
 }
@@ -419,7 +435,10 @@ mod tests {
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
         assert_eq!(host.cap_add, None);
         assert_eq!(host.privileged, Some(false));
-        assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_string()]));
+        assert_eq!(
+            host.security_opt,
+            Some(vec!["no-new-privileges".to_string()])
+        );
         assert_eq!(host.memory, Some(512 << 20));
         assert_eq!(host.memory_swap, host.memory);
         assert_eq!(host.pids_limit, Some(512));

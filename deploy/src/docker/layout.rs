@@ -189,7 +189,7 @@ mod tests {
         let l = layout(up(4000), &[blue.clone(), green.clone()]);
         assert_eq!(l.live, Some(blue));
         assert_eq!(l.candidate, Colour::Green);
-        let l = layout(up(4001), &[green.clone()]);
+        let l = layout(up(4001), std::slice::from_ref(&green));
         assert_eq!(l.candidate, Colour::Blue);
     }
 
@@ -197,7 +197,7 @@ mod tests {
     fn with_nothing_live_a_release_starts_a_free_colour_blue_first() {
         assert_eq!(layout(None, &[]).candidate, Colour::Blue);
         let blue = c("b", Colour::Blue, "1", Some(4000));
-        let l = layout(None, &[blue.clone()]);
+        let l = layout(None, std::slice::from_ref(&blue));
         assert_eq!((l.live, l.candidate), (None, Colour::Green));
         // An upstream no container answers (its container is gone): not live, free colour.
         let l = layout(up(9), &[blue]);
@@ -213,7 +213,7 @@ mod tests {
         let green = c("g", Colour::Green, "2", Some(4001));
         let p = plan_recovery(up(4000), &[blue.clone(), green.clone()], None);
         assert_eq!(p.route_back, None);
-        assert_eq!(p.remove, [green.clone()]);
+        assert_eq!(p.remove, vec![green.clone()]);
         assert_eq!(p.live, Some(Colour::Blue));
         // Interrupted before the switch: the same.
         let verify = Interrupted {
@@ -225,7 +225,7 @@ mod tests {
             p
         );
         // Nothing live (a first deploy killed in verify): everything goes.
-        let p = plan_recovery(None, &[green.clone()], Some(&verify));
+        let p = plan_recovery(None, std::slice::from_ref(&green), Some(&verify));
         assert_eq!((p.remove, p.live), (vec![green], None));
     }
 
@@ -240,7 +240,7 @@ mod tests {
             };
             let p = plan_recovery(up(4001), &[blue.clone(), green.clone()], Some(&i));
             assert_eq!(p.route_back, Some(blue.clone()), "{phase:?}");
-            assert_eq!(p.remove, [green.clone()]);
+            assert_eq!(p.remove, vec![green.clone()]);
             assert_eq!(p.live, Some(Colour::Blue));
             // The previous colour no longer runs: the interrupted release is all there is.
             let dead_blue = c("b", Colour::Blue, "1", None);
@@ -262,11 +262,11 @@ mod tests {
     fn reconciliation_leaves_a_serving_release_alone() {
         let blue = c("b", Colour::Blue, "1", Some(4000));
         assert_eq!(
-            plan_live(up(4000), &[blue.clone()], "1"),
+            plan_live(up(4000), std::slice::from_ref(&blue), "1"),
             LiveAction::Serving(blue.clone())
         );
         assert_eq!(
-            plan_live(None, &[blue.clone()], "1"),
+            plan_live(None, std::slice::from_ref(&blue), "1"),
             LiveAction::Reroute(blue)
         );
     }
@@ -284,7 +284,7 @@ mod tests {
         // Dead: its own colour again, replacing the dead container.
         let dead = c("b", Colour::Green, "1", None);
         assert_eq!(
-            plan_live(up(4000), &[dead.clone()], "1"),
+            plan_live(up(4000), std::slice::from_ref(&dead), "1"),
             LiveAction::Restart {
                 colour: Colour::Green,
                 replace: Some(dead)

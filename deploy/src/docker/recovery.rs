@@ -85,7 +85,10 @@ pub enum Reconciled {
         upstream: SocketAddr,
     },
     /// Its container was gone or dead: started again from the same image, verified, routed.
-    Restarted { colour: Colour, upstream: SocketAddr },
+    Restarted {
+        colour: Colour,
+        upstream: SocketAddr,
+    },
 }
 
 /// Makes `release` (the one the coordinator says is live) serve `env`: nothing if it does; if
@@ -133,8 +136,7 @@ pub async fn ensure_live(
             let started =
                 containers::start(docker, env, release, app, colour, Role::Live, upstream).await?;
             if let Err(f) = health::verify(started.upstream, health).await {
-                containers::stop_and_remove(docker, &started.id, app.sandbox.stop_timeout)
-                    .await?;
+                containers::stop_and_remove(docker, &started.id, app.sandbox.stop_timeout).await?;
                 return Err(unhealthy(f));
             }
             ensure_route(proxy, env).await?;

@@ -231,7 +231,12 @@ impl<R: Recorder> Target for DockerTarget<R> {
 
     async fn route_to_previous(&mut self) -> Result<(), String> {
         let back = self.previous_upstream;
-        if back.is_none() && route(&self.proxy, &self.env).await.map_err(words)?.is_none() {
+        if back.is_none()
+            && route(&self.proxy, &self.env)
+                .await
+                .map_err(words)?
+                .is_none()
+        {
             // Nothing served and the proxy never had the route: nothing to put back.
             self.routed = false;
             return Ok(());

@@ -78,7 +78,10 @@ async fn v1_then_v2_switches_once_under_load_with_no_failed_request() {
     // The old colour is retired; its image stays for a rollback.
     assert!(!fx.exists(&blue), "blue retired");
     assert!(fx.exists(&fx.container(Colour::Green)));
-    assert!(fx.docker.inspect_image(&v1).await.is_ok(), "v1's image kept");
+    assert!(
+        fx.docker.inspect_image(&v1).await.is_ok(),
+        "v1's image kept"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,7 +137,10 @@ async fn a_candidate_unhealthy_while_observed_is_switched_back() {
                 if phase == Phase::Observe {
                     let green = green.clone();
                     tokio::task::spawn_blocking(move || {
-                        docker_cli(&["exec", &green, "/bin/busybox", "rm", "/www/healthz"], true)
+                        docker_cli(
+                            &["exec", &green, "/bin/busybox", "rm", "/www/healthz"],
+                            true,
+                        )
                     })
                     .await
                     .unwrap();
@@ -181,7 +187,9 @@ async fn recovery_cleans_up_after_a_killed_deploy() {
     {
         let mut killed = fx.target("2", &v2, PhaseLog::default()).await;
         killed.record(Phase::Prepare).await.unwrap();
-        within(WAIT, "start", killed.start_candidate()).await.unwrap();
+        within(WAIT, "start", killed.start_candidate())
+            .await
+            .unwrap();
         killed.record(Phase::Verify).await.unwrap();
     }
     assert!(fx.exists(&green));
@@ -199,14 +207,16 @@ async fn recovery_cleans_up_after_a_killed_deploy() {
     assert_eq!(r.live, Some(Colour::Blue));
     assert_eq!(r.live_release.as_deref(), Some("1"));
     assert!(!r.routed_back);
-    assert_eq!(r.removed, [green.clone()]);
+    assert_eq!(r.removed, vec![green.clone()]);
     assert!(!fx.exists(&green));
     assert_eq!(fx.upstream().await, blue_upstream);
 
     // Killed while observed: traffic had moved to the candidate; it goes back.
     {
         let mut killed = fx.target("3", &v2, PhaseLog::default()).await;
-        within(WAIT, "start", killed.start_candidate()).await.unwrap();
+        within(WAIT, "start", killed.start_candidate())
+            .await
+            .unwrap();
         within(
             WAIT,
             "switch",
@@ -229,7 +239,7 @@ async fn recovery_cleans_up_after_a_killed_deploy() {
     .unwrap();
     assert!(r.routed_back);
     assert_eq!(r.live, Some(Colour::Blue));
-    assert_eq!(r.removed, [green.clone()]);
+    assert_eq!(r.removed, vec![green.clone()]);
     assert_eq!(fx.upstream().await, blue_upstream);
     assert_eq!(get(addr, "/version").await, (200, "v1".into()));
 
@@ -298,7 +308,10 @@ async fn only_images_by_digest_are_deployed_and_a_missing_one_says_it_cannot_be_
     let zeros = "0".repeat(64);
     let cases = [
         ("busybox:latest".to_string(), "is not pinned by digest"),
-        (format!("sha256:{zeros}"), "a bare image id cannot be pulled"),
+        (
+            format!("sha256:{zeros}"),
+            "a bare image id cannot be pulled",
+        ),
         (
             // Nothing listens there: the engine cannot pull.
             format!("127.0.0.1:1/moat-test/nothing@sha256:{zeros}"),

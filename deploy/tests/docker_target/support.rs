@@ -18,9 +18,7 @@ use futures_util::StreamExt;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use moat_deploy::docker::{
-    self, App, DockerTarget, Environment, PhaseLog, Recorder, ReleaseRef,
-};
+use moat_deploy::docker::{self, App, DockerTarget, Environment, PhaseLog, Recorder, ReleaseRef};
 use moat_deploy::driver;
 use moat_deploy::plan;
 use moat_deploy::proxy::{self, ControlClient, EnvName, ProxyConfig};
@@ -44,7 +42,10 @@ pub async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>
 
 /// `docker ARGS…`; its stdout. Panics with the CLI's words when `must` and it fails.
 pub fn docker_cli(args: &[&str], must: bool) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker CLI");
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
     if must && !out.status.success() {
         panic!(
             "docker {args:?} failed: {}",
@@ -134,13 +135,19 @@ impl Fixture {
             memory: Some(64 << 20),
             pids: Some(64),
         };
-        let mut app = plan::docker_app(&spec, vec![("GREETING".into(), "hello".into())], &resources)
-            .expect("a docker deploy");
+        let mut app =
+            plan::docker_app(&spec, vec![("GREETING".into(), "hello".into())], &resources)
+                .expect("a docker deploy");
         app.sandbox.stop_timeout = Duration::from_secs(2);
         app
     }
 
-    pub async fn target<R: Recorder>(&self, release: &str, image: &str, recorder: R) -> DockerTarget<R> {
+    pub async fn target<R: Recorder>(
+        &self,
+        release: &str,
+        image: &str,
+        recorder: R,
+    ) -> DockerTarget<R> {
         within(
             WAIT,
             "prepare",
@@ -189,7 +196,11 @@ impl Fixture {
 
     /// The proxy's address for the environment (once a release added it).
     pub async fn address(&self) -> SocketAddr {
-        self.proxy.status_of(&self.env.name).await.expect("the route").listen
+        self.proxy
+            .status_of(&self.env.name)
+            .await
+            .expect("the route")
+            .listen
     }
 
     /// The proxy's live upstream for the environment.
@@ -218,7 +229,10 @@ impl Drop for Fixture {
         for id in ids.lines().filter(|l| !l.is_empty()) {
             docker_cli(&["rm", "-f", "-v", id], false);
         }
-        docker_cli(&["network", "rm", &docker::network_name(&self.env.name)], false);
+        docker_cli(
+            &["network", "rm", &docker::network_name(&self.env.name)],
+            false,
+        );
         for image in self.images.lock().unwrap().iter() {
             docker_cli(&["rmi", "-f", image], false);
         }
@@ -253,7 +267,10 @@ pub fn spec(deadline: Duration, observe: Duration) -> DeploySpec {
 
 /// The usual files of a version: `/version` and `/healthz`.
 pub fn healthy(version: &str) -> Vec<(&'static str, String)> {
-    vec![("version", format!("{version}\n")), ("healthz", "ok\n".into())]
+    vec![
+        ("version", format!("{version}\n")),
+        ("healthz", "ok\n".into()),
+    ]
 }
 
 /// A build context: the Dockerfile and a root with busybox and `/www`.
@@ -367,7 +384,9 @@ impl Load {
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let uri: http::Uri = format!("http://{addr}{path}").parse().unwrap();
-    let response = within(WAIT, "GET", client.get(uri)).await.expect("an answer");
+    let response = within(WAIT, "GET", client.get(uri))
+        .await
+        .expect("an answer");
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).trim().to_string())
