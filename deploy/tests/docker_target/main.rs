@@ -267,10 +267,13 @@ async fn ensure_live_serves_the_same_release_after_its_container_was_removed() {
         image: v1.clone(),
     };
     let health = moat_deploy::plan::health_policy(&spec(WAIT, WAIT).health);
+    // The restarted colour runs with a read-only root (busybox httpd only reads).
+    let mut app = fx.app();
+    app.sandbox.read_only_rootfs = true;
     let done = within(
         WAIT * 2,
         "ensure_live",
-        docker::ensure_live(&fx.docker, &fx.proxy, &fx.env, &release, &fx.app(), &health),
+        docker::ensure_live(&fx.docker, &fx.proxy, &fx.env, &release, &app, &health),
     )
     .await
     .unwrap();
@@ -279,19 +282,19 @@ async fn ensure_live_serves_the_same_release_after_its_container_was_removed() {
     };
     assert_eq!(fx.upstream().await, Some(upstream));
     assert_eq!(get(addr, "/version").await, (200, "v1".into()));
-    let labels = fx
+    let inspect = fx
         .docker
         .inspect_container(&fx.container(colour), None)
         .await
-        .unwrap()
-        .config
-        .unwrap()
-        .labels
         .unwrap();
+    let host = inspect.host_config.unwrap();
+    assert_eq!(host.readonly_rootfs, Some(true));
+    assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
+    let labels = inspect.config.unwrap().labels.unwrap();
     assert_eq!(labels[docker::LABEL_RELEASE], "1");
     assert_eq!(labels[docker::LABEL_ROLE], "live");
 
-    let again = docker::ensure_live(&fx.docker, &fx.proxy, &fx.env, &release, &fx.app(), &health)
+    let again = docker::ensure_live(&fx.docker, &fx.proxy, &fx.env, &release, &app, &health)
         .await
         .unwrap();
     assert_eq!(
