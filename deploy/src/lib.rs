@@ -8,10 +8,12 @@
 //! - [`plan`]: a `deploy:` block of `.moat.yml` made into the machine's [`release::Plan`].
 //! - [`proxy`]: the edge proxy of the `docker` target (`moat proxy`): owns environments'
 //!   public addresses, forwards to the live colour, switches colours atomically.
+//! - [`docker`]: the `docker` target: blue/green containers on one Docker host, sandboxed and
+//!   labelled, switched through the edge proxy; recovery after a killed deploy and
+//!   reconciliation of a live release whose container is gone.
+//! - [`plan`]: a pipeline's `deploy:` block as a release plan and the docker target's app.
 //!
 //! Still to come:
-//! - the Docker target (it drives the edge proxy: the switch moves traffic from the old
-//!   containers to the new ones);
 //! - the Kubernetes target (kube-rs);
 //! - the pre-switch probe (the new release answers before any traffic moves to it).
 //!
@@ -19,6 +21,7 @@
 //! environments, approvals) and records its outcome; this crate only carries a release out on a
 //! target and reports what happened. It is driven by the runner's deploy stage and by `moat`.
 
+pub mod docker;
 pub mod driver;
 pub mod plan;
 pub mod proxy;
